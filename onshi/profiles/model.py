@@ -75,7 +75,7 @@ class CertSpec:
     not_after: dt.date
     revoked: bool = False
     revocation_reason: str | None = None
-    """An RFC 5280 CRLReason name as in ``cryptography.x509.ReasonFlags`` (e.g. ``key_compromise``)."""
+    """An RFC 5280 CRLReason name as in ``cryptography.x509.ReasonFlags`` (``key_compromise``)."""
     revoked_on: dt.date | None = None
 
 
@@ -124,7 +124,7 @@ class CardProfile:
     auth_cert: CertSpec
     sign_cert: CertSpec
     face_applications: bool = True
-    """Whether the 券面 APs (入力補助AP, 券面AP) exist; false for 住基カード and smartphone tokens."""
+    """Whether the 券面 APs (入力補助AP, 券面AP) exist; false for 住基カード and smartphones."""
     auth_cert_needs_pin: bool = False
     """True on smartphone tokens, where EF 000A is read only after the auth PIN."""
     registration: Registration = Registration.REGISTERED
@@ -134,7 +134,8 @@ class CardProfile:
     @property
     def collation_b(self) -> str:
         """照合番号B: 生年月日 (和暦 YYMMDD) + 有効期限の西暦年 + セキュリティコード, 14 digits."""
-        return era_yymmdd(self.holder.birthdate) + f"{self.card_expiry.year:04d}" + self.security_code
+        birth = era_yymmdd(self.holder.birthdate)
+        return birth + f"{self.card_expiry.year:04d}" + self.security_code
 
 
 _ERAS = (
