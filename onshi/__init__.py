@@ -1,3 +1,3 @@
-"""onshi: load testing and protocol conformance for オンライン資格確認 (online eligibility checks)."""
+"""onshi: load testing and protocol conformance for オンライン資格確認 (online eligibility)."""
 
 __version__ = "0.1.0"
