@@ -1,0 +1,1 @@
+"""Reference candidate backend: the eligibility API contract, its ASGI app, data and faults."""
