@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools mosquitto tshark gcc python3-dev iproute2 nginx-light wrk openssl)
+DEBS=(pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools mosquitto tshark gcc python3-dev iproute2 nginx-light wrk openssl opensc)
 
 missing=()
 for p in "${DEBS[@]}"; do

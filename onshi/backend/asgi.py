@@ -1,0 +1,159 @@
+"""A minimal ASGI layer for the API: requests, responses, exact-path routing and lifespan.
+
+Why not a framework: the card-eligibility path has a budget of a fraction of a millisecond per
+request in one process, and a general router, request object and middleware stack cost about
+a fifth of it. Every route of the contract is a fixed path or a fixed prefix plus one segment,
+so a dict lookup routes; headers are decoded once into a dict. Unknown paths are 404 and known
+paths with another method 405, both as problem documents (``on_error``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    """The body exceeds the limit the handler asked for."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body exceeds {limit} bytes")
+        self.limit = limit
+
+
+@dataclass(slots=True)
+class Request:
+    """One HTTP request: lower-case header names, path parameters, the body on demand."""
+
+    scope: Scope
+    receive: Receive
+    headers: dict[str, str]
+    path: str
+    path_params: dict[str, str] = field(default_factory=dict)
+    _query: dict[str, str] | None = None
+
+    @property
+    def query_params(self) -> dict[str, str]:
+        if self._query is None:
+            raw = self.scope.get("query_string", b"").decode("latin-1")
+            self._query = dict(parse_qsl(raw, keep_blank_values=True))
+        return self._query
+
+    async def body(self, limit: int) -> bytes:
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    body: bytes
+    status: int = 200
+    media_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    async def send(self, send: Send) -> None:
+        raw = [
+            (b"content-type", self.media_type.encode("latin-1")),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+ErrorHandler = Callable[[Request, int], Response]
+
+
+class Router:
+    """Routes by exact path, or by a prefix plus one final segment (``/v1/records/{kind}``)."""
+
+    def __init__(
+        self,
+        *,
+        on_error: ErrorHandler,
+        lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    ) -> None:
+        self._exact: dict[str, dict[str, Handler]] = {}
+        self._prefix: dict[str, tuple[str, dict[str, Handler]]] = {}
+        self._on_error = on_error
+        self._lifespan = lifespan
+        self.state: Any = None
+        """What the app builder hangs here (the ``Api`` object), for tests and tools."""
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        if path.endswith("}"):
+            prefix, _, name = path.rpartition("/")
+            entry = self._prefix.setdefault(prefix + "/", (name.strip("{}"), {}))
+            entry[1][method] = handler
+        else:
+            self._exact.setdefault(path, {})[method] = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._run_lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request = Request(scope, receive, headers, path)
+        methods = self._exact.get(path)
+        if methods is None:
+            prefix, _, last = path.rpartition("/")
+            entry = self._prefix.get(prefix + "/") if last else None
+            if entry is not None:
+                request.path_params[entry[0]] = last
+                methods = entry[1]
+        if methods is None:
+            response = self._on_error(request, 404)
+        else:
+            handler = methods.get(scope["method"])
+            response = (
+                await handler(request) if handler is not None else self._on_error(request, 405)
+            )
+        await response.send(send)
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        manager = self._lifespan() if self._lifespan else _nothing()
+        try:
+            await manager.__aenter__()
+        except Exception as exc:
+            await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        await manager.__aexit__(None, None, None)
+        if message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,188 @@
+"""Who is asking: facility credentials, the admin credential, patient references, problems.
+
+Every operation except ``/healthz`` and ``/openapi.json`` needs a facility credential: the
+医療機関コード in ``X-Facility-Code`` and the facility's secret as ``Authorization: Bearer``.
+A missing or wrong credential is 401; a valid credential used for another facility's data
+(a batch, a consent, a patient reference, an XML MedicalInstitutionCode) is 403.
+
+A *patient reference* is what a card lookup hands back so that the facility can register consent
+and fetch records later without presenting the card again (the real flow asks consent on the
+reader right after identity verification). It is an HMAC-signed, stateless token naming the
+facility, the person the card is linked to and whether the certificate is in its expiry grace
+(no record views then), so every worker process can check it without shared state.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+FACILITY_HEADER = "x-facility-code"
+PATIENT_REFERENCE_TTL_S = 24 * 3600
+"""A reference is as long-lived as the consent window it serves (24 h)."""
+
+
+class ApiProblem(Exception):
+    """An RFC 9457 problem answered to the client: what went wrong, which field, how to fix.
+
+    A plain exception (not a frozen dataclass): frameworks assign ``__traceback__`` on it.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        fix: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.fix = fix
+        self.code = code
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        """The ``application/problem+json`` document."""
+        doc: dict[str, Any] = {
+            "type": f"https://onshi.invalid/problems/{self.status}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.field is not None:
+            doc["field"] = self.field
+        if self.fix is not None:
+            doc["fix"] = self.fix
+        if self.code is not None:
+            doc["code"] = self.code
+        return doc
+
+
+def unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(
+        401,
+        "Unauthorized",
+        detail,
+        field="Authorization",
+        fix="send X-Facility-Code: <10-digit 医療機関コード> and Authorization: Bearer <secret>",
+    )
+
+
+def forbidden(detail: str, *, field: str | None = None) -> ApiProblem:
+    return ApiProblem(
+        403,
+        "Forbidden",
+        detail,
+        field=field,
+        fix="use the credential of the facility that owns this resource",
+    )
+
+
+def authenticate_facility(store: Any, headers: Any) -> str:
+    """Return the authenticated 医療機関コード or raise a 401 problem."""
+    code = headers.get(FACILITY_HEADER)
+    auth = headers.get("authorization")
+    if not code or not auth:
+        raise unauthorized("missing facility credential")
+    scheme, _, secret = auth.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise unauthorized("the Authorization header must be 'Bearer <secret>'")
+    if len(code) != 10 or not code.isdigit() or not code.isascii():
+        raise unauthorized("X-Facility-Code must be a 10-digit 医療機関コード")
+    if not store.verify_facility_secret(code, secret.strip()):
+        raise unauthorized("unknown facility or wrong secret")
+    return code
+
+
+def check_admin(headers: Any, admin_token: str | None) -> None:
+    """Raise 401 unless the request carries the admin bearer token (constant-time compare)."""
+    auth = headers.get("authorization") or ""
+    scheme, _, token = auth.partition(" ")
+    if admin_token is None or scheme.lower() != "bearer" or not token:
+        raise unauthorized("the admin endpoints need Authorization: Bearer <admin token>")
+    if not hmac.compare_digest(token.strip().encode(), admin_token.encode()):
+        raise unauthorized("wrong admin token")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientReference:
+    """What a patient reference token says."""
+
+    facility_code: str
+    person_id: int
+    in_grace: bool
+    """The certificate was expired-in-grace at lookup: eligibility only, no record views."""
+    issued_at: float
+
+
+class PatientReferences:
+    """Issue and check patient references with an HMAC key shared by every worker."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def issue(self, ref: PatientReference) -> str:
+        payload = orjson.dumps(
+            [ref.facility_code, ref.person_id, int(ref.in_grace), int(ref.issued_at)]
+        )
+        mac = hmac.digest(self._key, payload, "sha256")[:16]
+        return "pr1." + _b64(payload) + "." + _b64(mac)
+
+    def check(self, token: str, *, facility_code: str, now: float) -> PatientReference:
+        """Decode a reference or raise the right problem (422 malformed, 403 foreign/expired)."""
+        malformed = ApiProblem(
+            422,
+            "Invalid patient reference",
+            "PatientReference is not a reference this backend issued",
+            field="PatientReference",
+            fix="use the PatientReference returned by POST /v1/eligibility/card",
+        )
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != "pr1":
+            raise malformed
+        try:
+            payload = _unb64(parts[1])
+            mac = _unb64(parts[2])
+        except ValueError:
+            raise malformed from None
+        good = hmac.digest(self._key, payload, "sha256")[:16]
+        if not hmac.compare_digest(mac, good):
+            raise malformed
+        facility, person_id, in_grace, issued_at = orjson.loads(payload)
+        if facility != facility_code:
+            raise forbidden(
+                "the patient reference was issued to another facility", field="PatientReference"
+            )
+        if now - issued_at > PATIENT_REFERENCE_TTL_S:
+            raise ApiProblem(
+                403,
+                "Patient reference expired",
+                "the patient reference is older than 24 hours",
+                field="PatientReference",
+                fix="verify the patient's card again",
+            )
+        return PatientReference(facility, int(person_id), bool(in_grace), float(issued_at))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
