@@ -486,6 +486,9 @@ MALFORMED: list[tuple[str, str, str, str]] = [
     ("tags-dup", BASE + "tags: [a, a]\n", "tags", "duplicates"),
     ("tag-form", BASE + "tags: [Big Tag]\n", "tags[0]", "must be"),
     ("atr", BASE + "atr: 3B-E0\n", "atr", "hex"),
+    ("atr-ts", BASE + "atr: '00 11'\n", "atr", "TS 3B or 3F"),  # pcscd cannot parse it
+    ("atr-short", BASE + "atr: '3B'\n", "atr", "2-33 hex bytes"),
+    ("atr-long", BASE + "atr: '3B" + " 00" * 33 + "'\n", "atr", "2-33 hex bytes"),
     ("card-expiry", BASE + "card_expiry: 1900-01-01\n", "card_expiry", "birthdate"),
     ("empty-description", "description: ''\nextends: valid\n", "description", "empty"),
     ("tries-type", BASE + "collation_tries: ten\n", "collation_tries", "integer"),

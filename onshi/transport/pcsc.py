@@ -40,6 +40,13 @@ def _scard() -> Any:
     return scard
 
 
+def _protocols() -> int:
+    """T=0 or T=1, whichever the ATR offers: the My Number card is T=1, but a real reader may
+    hold a T=0 card and a profile may set a T=0 ATR; asking for T=1 only fails on both."""
+    scard = _scard()
+    return int(scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+
+
 def _code(hresult: int) -> int:
     return hresult & 0xFFFFFFFF
 
@@ -120,6 +127,30 @@ def list_readers(socket_path: Path | str | None = None) -> list[str]:
         _scard().SCardReleaseContext(hcontext)
 
 
+def wait_card_present(reader: str, timeout: float, socket_path: Path | str | None = None) -> bool:
+    """Whether pcscd reports a card in ``reader`` within ``timeout`` seconds (pcscd notices a
+    vpcd card only at its next presence poll, ~0.4 s after the card connects)."""
+    scard = _scard()
+    hcontext = establish_context(socket_path)
+    try:
+        deadline = time.monotonic() + timeout
+        state, wait_ms = scard.SCARD_STATE_UNAWARE, 0
+        while True:
+            hresult, states = scard.SCardGetStatusChange(hcontext, wait_ms, [(reader, state)])
+            if hresult == scard.SCARD_S_SUCCESS:
+                state = states[0][1]
+                if state & scard.SCARD_STATE_PRESENT:
+                    return True
+            elif _code(hresult) != _code(scard.SCARD_E_TIMEOUT):
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait_ms = max(1, int(remaining * 1000))
+    finally:
+        scard.SCardReleaseContext(hcontext)
+
+
 def match_reader(wanted: str, readers: list[str]) -> str:
     """The reader named exactly ``wanted``, else the only one containing it (case-insensitive)."""
     if wanted in readers:
@@ -187,7 +218,7 @@ class PcscTransport(Transport):
         if self.card_timeout > 0:
             self._wait_for_card()
         hresult, hcard, protocol = scard.SCardConnect(
-            self._hcontext, self.reader, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T1
+            self._hcontext, self.reader, scard.SCARD_SHARE_SHARED, _protocols()
         )
         if hresult != scard.SCARD_S_SUCCESS:
             self._raise(hresult, f"connecting to the card in {self.reader!r}")
@@ -228,7 +259,7 @@ class PcscTransport(Transport):
             return self.connect()
         scard = _scard()
         hresult, protocol = scard.SCardReconnect(
-            self._hcard, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T1, scard.SCARD_RESET_CARD
+            self._hcard, scard.SCARD_SHARE_SHARED, _protocols(), scard.SCARD_RESET_CARD
         )
         if hresult != scard.SCARD_S_SUCCESS:
             self._raise(hresult, "resetting the card")

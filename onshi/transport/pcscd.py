@@ -177,7 +177,8 @@ class PrivatePcscd:
         trace: ApduTrace | None = None,
         wait: float = 5.0,
     ) -> VpcdCard:
-        """Insert ``card`` into reader ``slot`` (served from a background thread)."""
+        """Insert ``card`` into reader ``slot`` (served from a background thread); with ``wait``,
+        return only once pcscd reports the card present in that reader."""
         if not 0 <= slot < SLOTS:
             raise TransportError(f"vpcd slot {slot} does not exist", fix=f"use 0..{SLOTS - 1}")
         vcard = VpcdCard(card, port=VPCD_PORT + slot, trace=trace, sock_factory=self._connect)
@@ -189,6 +190,18 @@ class PrivatePcscd:
                 f"the card could not reach vpcd in the private pcscd ({vcard.last_error})",
                 fix="check that pcscd loaded the vpcd driver: " + self.log_text()[-300:],
             )
+        if wait:
+            # Only return once pcscd itself lists the card, so that clients which do not wait
+            # for insertion (opensc-tool, pcsc_scan, scriptor) find it at once.
+            from onshi.transport.pcsc import wait_card_present
+
+            names = [r for r in self.reader_names if r.endswith(f" {slot:02X}")]
+            reader = names[0] if names else f"{FRIENDLY_NAME} 00 {slot:02X}"
+            if not wait_card_present(reader, wait, self.socket_path):
+                raise TransportError(
+                    f"pcscd did not report the card in {reader!r} within {wait:g} s",
+                    fix="check the pcscd log: " + self.log_text()[-300:],
+                )
         return vcard
 
     def __enter__(self) -> PrivatePcscd:

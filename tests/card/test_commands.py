@@ -97,6 +97,15 @@ def test_every_aid_selects(card: Card) -> None:
     assert card.selected is None
 
 
+@pytest.mark.parametrize("length", range(1, 17))
+def test_partial_and_padded_aids_are_unknown(card: Card, length: int) -> None:
+    """SELECT by DF name matches the whole AID: prefixes, truncations and AID + extra bytes
+    of a real AID all answer 6A 82 (never the engine's 6F 00)."""
+    aid = (JPKI_AID + b"\x00" * 6)[:length]
+    expected = b"\x90\x00" if aid == JPKI_AID else b"\x6a\x82"
+    assert card.process(b"\x00\xa4\x04\x0c" + bytes((length,)) + aid) == expected
+
+
 def test_get_challenge_is_deterministic_and_fresh(adult_credentials) -> None:
     a, b = (Card(make_profile(), adult_credentials) for _ in range(2))
     first = [a.process(bytes.fromhex("00 84 00 00 08")) for _ in range(3)]

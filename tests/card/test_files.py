@@ -218,9 +218,13 @@ def test_basic4_long_form(adult_credentials) -> None:
     assert raw[:3] == b"\xff\x20\x82" or raw[:3] == b"\xff\x20\x81"
     assert bytes.fromhex("DF 23 81") + bytes((length,)) in raw  # inner long form too
     check_basic4(raw, profile)
-    # the one-length-byte trick of TEX now reads the 81/82 marker, not a length
+    # the one-length-byte trick of TEX now reads the 81/82 marker, not a length, and a client
+    # that reads 3 + that many bytes gets a cut record (its last item, 性別, is missing)
     ok(card, "00 A4 02 0C 02 00 02")
-    assert read_binary(card, 2, 1)[0] & 0x80
+    marker = read_binary(card, 2, 1)[0]
+    assert marker & 0x80
+    tricked = read_binary(card, 0, 3 + marker)
+    assert len(tricked) < len(raw.rstrip(b"\xff")) and b"\xdf\x25\x01" not in tricked
 
 
 def test_kenhojo_integrity_record(card: Card) -> None:
@@ -317,6 +321,20 @@ def _len(value: bytes) -> bytes:
     from onshi.card.records import ber_length
 
     return ber_length(len(value))
+
+
+def test_chunked_read_of_the_face_record_past_4_kb(card: Card) -> None:
+    """OpenSC-style 256-byte chunks with the exact final Le across the several-KB face record:
+    offsets above 0x0FFF need the high bits of P1, and 7F FF is past the end, not wrapped."""
+    select(card, KENMEN_AID)
+    ok(card, "00 20 00 93 0C " + MY_NUMBER.encode().hex())
+    ok(card, "00 A4 02 0C 02 00 02")
+    content = read_binary(card, 0, 65536)
+    assert len(content) > 0x1000 and content[:2] == b"\xff\x20"
+    size = len(content)
+    chunks = [read_binary(card, off, min(256, size - off)) for off in range(0, size, 256)]
+    assert b"".join(chunks) == content
+    assert tx(card, "00 B0 7F FF 01") == bytes.fromhex("6B 00")
 
 
 def test_face_photo_is_deterministic_per_seed(adult_credentials) -> None:

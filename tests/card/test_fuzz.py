@@ -238,16 +238,19 @@ class PinModel(RuleBasedStateMachine):
         assert answer == ("9000" if key + 1 in self.verified else "6982")
 
     @precondition(lambda self: self.selected)
-    @rule(new=st.sampled_from(["4321", "0000"]))
+    @rule(new=st.sampled_from(["4321", "0000", "12A4", "12345", "ABC123"]))
     def change_auth_pin(self, new: str) -> None:
-        answer = self.send(b"\x00\x24\x01\x98\x04" + new.encode())
+        data = new.encode()
+        answer = self.send(bytes((0, 0x24, 1, 0x98, len(data))) + data)
         if self.tries[0x18] == 0:
             assert answer == "6984"
-        elif 0x18 in self.verified:
+        elif 0x18 not in self.verified:
+            assert answer == "6982"
+        elif not (len(new) == 4 and new.isdigit()):
+            assert answer == "6A80"  # a badly formed new PIN costs no try (invariant below)
+        else:
             assert answer == "9000"
             self.secret[0x18] = new
-        else:
-            assert answer == "6982"
 
     @invariant()
     def counters_match(self) -> None:

@@ -12,8 +12,8 @@ from onshi.card.records import TLVError, ber_length, iter_tlv, offset_table, pad
 
 @pytest.mark.parametrize(
     ("n", "encoded"),
-    [(0, "00"), (0x7F, "7F"), (0x80, "81 80"), (0xFF, "81 FF"), (0x100, "82 01 00"),
-     (0x14B, "82 01 4B"), (0xFFFF, "82 FF FF"), (0x10000, "83 01 00 00")],
+    [(0, "00"), (0x7F, "7F"), (0x80, "81 80"), (0x81, "81 81"), (0xFF, "81 FF"),
+     (0x100, "82 01 00"), (0x14B, "82 01 4B"), (0xFFFF, "82 FF FF"), (0x10000, "83 01 00 00")],
 )  # fmt: skip
 def test_ber_length(n: int, encoded: str) -> None:
     assert ber_length(n) == bytes.fromhex(encoded)

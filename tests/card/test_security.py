@@ -272,6 +272,7 @@ def test_change_auth_pin(card: Card) -> None:
     assert verify(card, 0x18, AUTH_PIN) == "90 00"
     for bad in (b"12345", b"12a4", b"123"):
         assert tx(card, bytes((0, 0x24, 1, 0x80, len(bad))) + bad) == "6A 80"
+    assert card.counters["jpki.auth_pin"] == 3  # a refused new value costs no try
     assert tx(card, "00 24 01 80 04 " + b"4321".hex()) == "90 00"
     card.reset()
     select(card, JPKI_AID)
@@ -402,3 +403,31 @@ def test_signature_needs_a_key_ef(card: Card) -> None:
     assert sign(card, 0x80, bytes(10)) == bytes.fromhex("6A 88")  # the cert is no key
     select(card, KENHOJO_AID)
     assert sign(card, 0x97, bytes(10)) == bytes.fromhex("6A 88")
+
+
+def test_extended_lc_and_le_give_the_same_answers(card: Card) -> None:
+    """Hosts that always send extended APDUs (MYNA's builder can) get what short APDUs get."""
+    digest_info = SHA256_INFO + hashlib.sha256(b"extended").digest()
+    select(card, JPKI_AID)
+    assert tx(card, b"\x00\x20\x00\x98\x00\x00\x04" + b"0000") == "63 C2"
+    assert tx(card, b"\x00\x20\x00\x98\x00\x00\x04" + AUTH_PIN.encode()) == "90 00"
+    short = sign(card, 0x97, digest_info)
+    extended = card.process(b"\x80\x2a\x00\x97\x00\x00\x33" + digest_info + b"\x00\x00")
+    assert short[-2:] == b"\x90\x00" and extended == short
+    assert card.counters["jpki.auth_pin"] == 3
+
+
+def test_verify_by_sfi_names_a_key_of_the_selected_ap_only(card: Card) -> None:
+    """SFI 18 is the JPKI auth PIN only while the JPKI AP is selected; in the text AP it names
+    nothing (6A 88), costs no try, and the JPKI PIN verified before the switch is gone."""
+    select(card, JPKI_AID)
+    assert verify(card, 0x18, AUTH_PIN) == "90 00"
+    select(card, KENHOJO_AID)
+    for command in ("00 20 00 98", "00 20 00 98 04 " + b"0000".hex()):
+        assert tx(card, command) == "6A 88"
+    assert sign(card, 0x97, SHA256_INFO + bytes(32)) == bytes.fromhex("6A 88")
+    assert verify(card, 0x11, "0000") == "63 C2"  # the text AP's own PIN, by SFI
+    select(card, JPKI_AID)
+    assert verify(card, 0x11, TEXT_PIN) == "6A 88"  # and the text PIN is not a JPKI key
+    assert sign(card, 0x97, SHA256_INFO + bytes(32)) == bytes.fromhex("69 82")
+    assert (card.counters["jpki.auth_pin"], card.counters["kenhojo.pin"]) == (3, 2)

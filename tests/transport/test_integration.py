@@ -187,3 +187,27 @@ def test_slow_profile_latency_reaches_the_transport() -> None:
             assert t.transmit(SELECT_JPKI) == b"\x90\x00"
     assert len(sleeps) == 50 and all(0.1 <= s <= 0.2 for s in sleeps)
     assert max(sleeps) - min(sleeps) > 0.05
+
+
+@pytest.mark.parametrize(
+    "atr_hex",
+    [
+        "3B DA 13 FF 81 31 FB 46 80 12 39 2F 31 C1 73 C6 01 C0 3B",  # newer chip (§6), T=1
+        "3B 02 14 50",  # T=0 only: the host must not insist on T=1
+    ],
+    ids=["newer-chip-t1", "t0-only"],
+)
+def test_profile_atr_override_reaches_pyscard(tmp_path: Path, atr_hex: str) -> None:
+    """A profile's ``atr:`` is what the card answers to reset and to GET DATA 5F51 and, through
+    vpcd and pcscd, what pyscard reports, whichever protocol that ATR offers."""
+    path = tmp_path / "other-chip.yaml"
+    path.write_text(f"description: 別のICチップ\nextends: valid\natr: {atr_hex}\n", "utf-8")
+    profile = load_profile(path)
+    atr = bytes.fromhex(atr_hex)
+    with PrivatePcscd() as p:
+        p.connect_card(Card.from_profile(profile))
+        with transport(p) as t:
+            assert t.atr == atr
+            assert t.transmit(bytes.fromhex("00CA5F5100")) == atr[1:] + b"\x90\x00"
+            assert t.reset() == atr
+            assert t.transmit(SELECT_JPKI) == b"\x90\x00"

@@ -295,3 +295,43 @@ def test_each_answer_is_one_send_of_a_whole_frame(vpcd: FakeVpcd) -> None:
     finally:
         vcard.stop()
     assert made[0].sends == [struct.pack(">H", len(a)) + a for a in answers]
+
+
+class QuickAckSocket(RecordingSocket):
+    """Also logs TCP_QUICKACK arming and every recv, in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.calls: list[str] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        if (level, option, value) == (socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1):
+            self.calls.append("quickack")
+        self._sock.setsockopt(level, option, value)
+
+    def recv(self, n: int) -> bytes:
+        self.calls.append("recv")
+        return self._sock.recv(n)
+
+
+def test_quickack_is_rearmed_before_every_recv(vpcd: FakeVpcd) -> None:
+    """vpcd does not set TCP_NODELAY, so without QUICKACK (not sticky: the kernel clears it)
+    each APDU waits for our delayed ACK, 44 ms. A timing test would be flaky; the call order
+    is what matters, so check it directly."""
+    made: list[QuickAckSocket] = []
+
+    def factory(host: str, port: int, timeout: float) -> Any:
+        made.append(QuickAckSocket(socket.create_connection((host, port), timeout=timeout)))
+        return made[-1]
+
+    vcard = VpcdCard(DoubleCard(), port=vpcd.port, sock_factory=factory).start()
+    try:
+        vpcd.accept()
+        assert vpcd.exchange(bytes([Control.GET_ATR]))
+        assert vpcd.exchange(SELECT_JPKI, bytewise=True) == b"\x90\x00"
+        assert vpcd.exchange(SELECT_AUTH_CERT) == b"\x90\x00"
+    finally:
+        vcard.stop()
+    calls = made[0].calls
+    assert calls.count("recv") >= 6
+    assert all(calls[i - 1] == "quickack" for i, c in enumerate(calls) if c == "recv")
