@@ -228,6 +228,7 @@ class ProfileDetail:
                 "latency_ms": p.behaviour.latency_ms,
                 "latency_jitter_ms": p.behaviour.latency_jitter_ms,
                 "drop_rate": p.behaviour.drop_rate,
+                "drop_phase": str(p.behaviour.drop_phase),
             },
             "tags": list(p.tags),
         }

@@ -23,6 +23,7 @@ from onshi.profiles.model import (
     Behaviour,
     CardProfile,
     CertSpec,
+    DropPhase,
     Holder,
     Registration,
     Secret,
@@ -250,6 +251,7 @@ class _Builder:
                 latency_ms=float(behaviour["latency_ms"]),
                 latency_jitter_ms=float(behaviour["latency_jitter_ms"]),
                 drop_rate=float(behaviour["drop_rate"]),
+                drop_phase=DropPhase(behaviour["drop_phase"]),
             ),
             tags=tuple(data["tags"]),
         )

@@ -79,6 +79,18 @@ class CertSpec:
     revoked_on: dt.date | None = None
 
 
+class DropPhase(StrEnum):
+    """When a lost contact strikes an exchange (``Behaviour.drop_rate``)."""
+
+    COMMAND = "command"
+    """Before the card sees the command: nothing on the card changes."""
+    ANSWER = "answer"
+    """After the card executed the command: its effects stand, the answer is lost (a VERIFY
+    may have cost a try the reader never hears about)."""
+    EITHER = "either"
+    """Each lost exchange is one or the other with equal odds."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Behaviour:
     """Physical-world behaviour applied by transports; the sans-I/O card never sleeps."""
@@ -89,6 +101,8 @@ class Behaviour:
     """Uniform jitter (±) around ``latency_ms``."""
     drop_rate: float = 0.0
     """Probability that an APDU gets no answer at all (contact lost mid-exchange)."""
+    drop_phase: DropPhase = DropPhase.COMMAND
+    """Whether a lost exchange reached the card first (see :class:`DropPhase`)."""
 
     @property
     def ideal(self) -> bool:

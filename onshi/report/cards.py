@@ -126,6 +126,7 @@ def profile_view(detail: ProfileDetail) -> RenderableType:
         "ideal (no latency, no drops)"
         if b.ideal
         else f"latency {b.latency_ms:g} ± {b.latency_jitter_ms:g} ms, drop rate {b.drop_rate:g}"
+        f" ({'command or answer' if b.drop_phase == 'either' else b.drop_phase} lost)"
     )
     card.add_row("behaviour", behaviour)
     card.add_row("seed", p.seed)

@@ -7,12 +7,13 @@ Written in the style of trio's stream ABCs: the contract lives in the docstrings
 from __future__ import annotations
 
 import abc
+import random
 import time
 from types import TracebackType
 from typing import Protocol, Self
 
 from onshi.errors import OnshiError
-from onshi.profiles.model import CardProfile
+from onshi.profiles.model import CardProfile, DropPhase
 from onshi.trace import ApduTrace, Direction
 
 
@@ -46,6 +47,19 @@ class CardLike(Protocol):
     def process(self, apdu: bytes) -> bytes:
         """Answer one C-APDU with an R-APDU (data + SW1 SW2); never raises."""
         ...
+
+
+def lost_contact(rng: random.Random, rate: float, phase: DropPhase) -> DropPhase | None:
+    """Whether this exchange loses contact (a profile's ``drop_rate``), and at which phase.
+
+    ``DropPhase.COMMAND``: the card never sees the command. ``DropPhase.ANSWER``: the card
+    executes it and the answer is lost. ``None``: the exchange goes through.
+    """
+    if not rate or rng.random() >= rate:
+        return None
+    if phase is DropPhase.EITHER:
+        return DropPhase.ANSWER if rng.random() < 0.5 else DropPhase.COMMAND
+    return phase
 
 
 class Transport(abc.ABC):

@@ -13,8 +13,9 @@ import random
 import time
 from collections.abc import Callable
 
+from onshi.profiles.model import DropPhase
 from onshi.trace import ApduTrace, Direction
-from onshi.transport.base import CardLike, CardRemovedError, Transport
+from onshi.transport.base import CardLike, CardRemovedError, Transport, lost_contact
 
 
 class InProcessTransport(Transport):
@@ -35,6 +36,7 @@ class InProcessTransport(Transport):
         self.latency_s = behaviour.latency_ms / 1000
         self.jitter_s = behaviour.latency_jitter_ms / 1000
         self.drop_rate = behaviour.drop_rate
+        self.drop_phase = behaviour.drop_phase
         # Seeded from the profile so a run with drops is reproducible by default.
         self.rng = rng if rng is not None else random.Random(f"inproc:{card.profile.seed}")
         self.transmit_hook: Callable[[bytes], None] | None = None
@@ -75,10 +77,15 @@ class InProcessTransport(Transport):
         if self.transmit_hook is not None:
             self.transmit_hook(apdu)
         self._apply_latency()
-        if self.drop_rate and self.rng.random() < self.drop_rate:
+        lost = lost_contact(self.rng, self.drop_rate, self.drop_phase)
+        if lost is not None:
+            if lost is DropPhase.ANSWER:
+                self.card.process(apdu)
             self.drops += 1
             self._lose_contact()
-            raise CardRemovedError("the card lost contact and did not answer (profile drop_rate)")
+            raise CardRemovedError(
+                f"the card lost contact and did not answer (profile drop_rate, {lost} lost)"
+            )
         response = self.card.process(apdu)
         if self.response_hook is not None:
             response = self.response_hook(apdu, response)

@@ -27,8 +27,9 @@ from collections import Counter
 from collections.abc import Callable
 from enum import IntEnum
 
+from onshi.profiles.model import DropPhase
 from onshi.trace import ApduTrace, Direction
-from onshi.transport.base import CardLike
+from onshi.transport.base import CardLike, lost_contact
 
 VPCD_PORT = 0x8C7B
 """35963: vpcd's port for slot 0 (slot n listens on 35963 + n)."""
@@ -88,6 +89,7 @@ class VpcdCard:
         self.latency_s = behaviour.latency_ms / 1000
         self.jitter_s = behaviour.latency_jitter_ms / 1000
         self.drop_rate = behaviour.drop_rate
+        self.drop_phase = behaviour.drop_phase
         self.rng = rng if rng is not None else random.Random(f"vpcd:{card.profile.seed}")
         self.reinsert_delay = reinsert_delay
         self.backoff = backoff
@@ -215,7 +217,10 @@ class VpcdCard:
             delay += self.rng.uniform(-self.jitter_s, self.jitter_s)
         if delay > 0:
             self.sleep(delay)
-        if self.drop_rate and self.rng.random() < self.drop_rate:
+        lost = lost_contact(self.rng, self.drop_rate, self.drop_phase)
+        if lost is not None:
+            if lost is DropPhase.ANSWER:
+                self.card.process(apdu)
             self.drops += 1
             raise _Dropped
         response = self.card.process(apdu)

@@ -3,12 +3,15 @@ swappable fault hooks."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 
 import pytest
 
-from onshi.profiles.model import Behaviour
+from onshi.card import Card
+from onshi.profiles import load_profile
+from onshi.profiles.model import Behaviour, DropPhase
 from onshi.trace import ApduTrace, Direction
 from onshi.transport import (
     CardRemovedError,
@@ -16,6 +19,7 @@ from onshi.transport import (
     TransportError,
     check_transport,
 )
+from onshi.transport.base import lost_contact
 from onshi.transport.check import SELECT_JPKI
 
 from .conftest import DoubleCard
@@ -163,3 +167,55 @@ def test_reset_without_session_powers_on(double: DoubleCard) -> None:
     t = InProcessTransport(double)
     assert t.reset() == double.atr and double.power_ons == 1 and double.resets == 0
     assert t.reset() == double.atr and double.resets == 1
+
+
+def _real_card(drop_phase: DropPhase) -> Card:
+    profile = load_profile("valid")
+    return Card.from_profile(
+        dataclasses.replace(profile, behaviour=Behaviour(drop_rate=1.0, drop_phase=drop_phase))
+    )
+
+
+SELECT_AUTH_PIN = bytes.fromhex("00A4020C020018")
+WRONG_PIN = bytes.fromhex("002000800439393939")
+PIN_QUERY = bytes.fromhex("00200080")
+
+
+@pytest.mark.parametrize(
+    ("phase", "tries_after"),
+    [(DropPhase.COMMAND, b"\x63\xc3"), (DropPhase.ANSWER, b"\x63\xc2")],
+)
+def test_drop_phase_decides_whether_the_card_executed_the_lost_command(
+    phase: DropPhase, tries_after: bytes
+) -> None:
+    """A VERIFY whose answer is lost has still cost a try; one lost before the card did not."""
+    card = _real_card(phase)
+    t = InProcessTransport(card)
+    t.connect()
+    t.drop_rate = 0.0
+    assert t.transmit(SELECT_JPKI) == b"\x90\x00"
+    assert t.transmit(SELECT_AUTH_PIN) == b"\x90\x00"
+    t.drop_rate = 1.0
+    with pytest.raises(CardRemovedError, match=f"{phase} lost"):
+        t.transmit(WRONG_PIN)
+    t.drop_rate = 0.0
+    t.connect()
+    t.transmit(SELECT_JPKI)
+    t.transmit(SELECT_AUTH_PIN)
+    assert t.transmit(PIN_QUERY) == tries_after
+
+
+def test_drop_phase_either_loses_both_kinds_reproducibly() -> None:
+    def phases(seed: int) -> list[DropPhase]:
+        rng = random.Random(seed)
+        return [lost_contact(rng, 1.0, DropPhase.EITHER) for _ in range(200)]  # type: ignore[misc]
+
+    seen = phases(3)
+    assert seen == phases(3)
+    assert 60 < seen.count(DropPhase.ANSWER) < 140
+    assert seen.count(DropPhase.ANSWER) + seen.count(DropPhase.COMMAND) == 200
+    assert lost_contact(random.Random(1), 0.0, DropPhase.ANSWER) is None
+
+
+def test_flaky_profile_loses_commands_and_answers() -> None:
+    assert load_profile("flaky").behaviour.drop_phase is DropPhase.EITHER
