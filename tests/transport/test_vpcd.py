@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onshi.profiles.model import Behaviour
+from onshi.profiles.model import Behaviour, DropPhase
 from onshi.trace import ApduTrace, Direction
 from onshi.transport.check import SELECT_AUTH_CERT, SELECT_JPKI
 from onshi.transport.vpcd import Control, VpcdCard
@@ -162,6 +162,18 @@ def test_drop_hangs_up_then_the_card_comes_back(
     vpcd.accept()  # the card reconnects: re-inserted
     assert vpcd.exchange(SELECT_JPKI) == b"\x90\x00"
     assert (vcard.drops, vcard.connections) == (1, 2)
+
+
+def test_drop_after_execution_hangs_up_without_the_answer(
+    vpcd: FakeVpcd, serve: Callable[..., VpcdCard]
+) -> None:
+    card = DoubleCard(behaviour=Behaviour(drop_rate=1.0, drop_phase=DropPhase.ANSWER))
+    serve(card, reinsert_delay=0.01)
+    vpcd.accept()
+    vpcd.send(bytes([Control.POWER_ON]))
+    with pytest.raises(EOFError):
+        vpcd.exchange(SELECT_JPKI)
+    assert card.processed == 1  # the card executed it; only the answer was lost
 
 
 def test_reconnects_with_backoff_until_pcscd_is_there() -> None:
