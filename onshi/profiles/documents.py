@@ -27,7 +27,15 @@ from onshi.profiles.errors import ProfileError
 
 __all__ = ["locate", "merged_document", "profiles_dir", "read_yaml", "schema_path"]
 
-_REPO_PROFILES = Path(__file__).resolve().parents[2] / "card_profiles"
+def _shipped_profiles() -> Path:
+    """The repository's ``card_profiles/`` (a checkout or an editable install), else the copy a
+    wheel installs as the data package ``onshi/card_profiles``."""
+    here = Path(__file__).resolve()
+    repo = here.parents[2] / "card_profiles"
+    return repo if repo.is_dir() else here.parents[1] / "card_profiles"
+
+
+_REPO_PROFILES = _shipped_profiles()
 
 
 # --- locations ------------------------------------------------------------------------------
