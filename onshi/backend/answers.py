@@ -9,6 +9,8 @@ as JSON and rendered as XmlMsg by ``xmlmsg.py``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +25,24 @@ from onshi.backend.queries import ymd8
 from onshi.pki import JST
 
 
+@functools.lru_cache(maxsize=8)
+def _jst_second(second: int) -> tuple[str, dt.date]:
+    local = dt.datetime.fromtimestamp(second, JST)
+    return ymd8(local) + f"{local.hour:02d}{local.minute:02d}{local.second:02d}", local.date()
+
+
+def jst_stamp(now: float) -> str:
+    """``yyyyMMddHHmmss`` in JST of the second ``now`` (Unix seconds) falls in.
+
+    Every answer carries it, so the formatting is done once per second (a small cache keyed by
+    the whole second) rather than per request; the fraction is truncated, never rounded up.
+    """
+    return _jst_second(math.floor(now))[0]
+
+
 def jst_date(now: float) -> dt.date:
-    return dt.datetime.fromtimestamp(now, JST).date()
+    """The JST calendar day of ``now`` (the same second as :func:`jst_stamp`)."""
+    return _jst_second(math.floor(now))[1]
 
 
 def ymd(day: dt.date | None) -> str | None:
@@ -42,8 +60,7 @@ def envelope(
     arbitrary_id: str | None = None,
 ) -> dict[str, Any]:
     """The public answer shape: MessageHeader + MessageBody, as in the XML result files."""
-    local = dt.datetime.fromtimestamp(now, JST)
-    stamp = local.strftime("%Y%m%d%H%M%S")
+    stamp = jst_stamp(now)
     header: dict[str, Any] = {
         "ProcessExecutionTime": stamp,
         "QualificationConfirmationDate": stamp[:8],

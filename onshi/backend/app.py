@@ -413,13 +413,17 @@ def create_app(
         return api
     from onshi.backend.server import Limits, build_stack
 
+    clock = clock or time.time
     if faults is not None:
         control = ControlStore(db_path)
         try:
-            control.set_faults(faults, now=(clock or time.time)())
+            control.set_faults(faults, now=clock())
         finally:
             control.close()
-    return build_stack(api, db_path=str(db_path), admin_token=admin_token, limits=Limits())
+    # The same clock judges outage windows, so in-process tests can move through them.
+    return build_stack(
+        api, db_path=str(db_path), admin_token=admin_token, limits=Limits(), clock=clock
+    )
 
 
 def server_app(db_path: str) -> Router:

@@ -7,7 +7,7 @@ A missing or wrong credential is 401; a valid credential used for another facili
 
 A *patient reference* is what a card lookup hands back so that the facility can register consent
 and fetch records later without presenting the card again (the real flow asks consent on the
-reader right after identity verification). It is an HMAC-signed, stateless token naming the
+reader right after identity verification). It is a MAC-signed, stateless token naming the
 facility, the person the card is linked to and whether the certificate is in its expiry grace
 (no record views then), so every worker process can check it without shared state.
 """
@@ -15,6 +15,7 @@ facility, the person the card is linked to and whether the certificate is in its
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 FACILITY_HEADER = "x-facility-code"
+_PREFIX = "pr2."
 PATIENT_REFERENCE_TTL_S = 24 * 3600
 """A reference is as long-lived as the consent window it serves (24 h)."""
 
@@ -127,19 +129,28 @@ class PatientReference:
 
 
 class PatientReferences:
-    """Issue and check patient references with an HMAC key shared by every worker."""
+    """Issue and check patient references with a MAC key shared by every worker.
+
+    The MAC is keyed BLAKE2b with a 128-bit tag (RFC 7693's keyed mode, a MAC by design; the
+    format tag ``pr2`` names it). Every card answer carries a reference, and on the card path
+    this costs a third of an HMAC-SHA256 through OpenSSL and touches far less memory.
+    """
 
     __slots__ = ("_key",)
 
     def __init__(self, key: bytes) -> None:
+        if not 16 <= len(key) <= 64:
+            raise ValueError("a patient reference key is 16..64 bytes")
         self._key = key
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hashlib.blake2b(payload, key=self._key, digest_size=16).digest()
 
     def issue(self, ref: PatientReference) -> str:
         payload = orjson.dumps(
             [ref.facility_code, ref.person_id, int(ref.in_grace), int(ref.issued_at)]
         )
-        mac = hmac.digest(self._key, payload, "sha256")[:16]
-        return "pr1." + _b64(payload) + "." + _b64(mac)
+        return _PREFIX + _b64(payload) + "." + _b64(self._mac(payload))
 
     def check(self, token: str, *, facility_code: str, now: float) -> PatientReference:
         """Decode a reference or raise the right problem (422 malformed, 403 foreign/expired)."""
@@ -151,15 +162,14 @@ class PatientReferences:
             fix="use the PatientReference returned by POST /v1/eligibility/card",
         )
         parts = token.split(".")
-        if len(parts) != 3 or parts[0] != "pr1":
+        if len(parts) != 3 or parts[0] + "." != _PREFIX:
             raise malformed
         try:
             payload = _unb64(parts[1])
             mac = _unb64(parts[2])
         except ValueError:
             raise malformed from None
-        good = hmac.digest(self._key, payload, "sha256")[:16]
-        if not hmac.compare_digest(mac, good):
+        if not hmac.compare_digest(mac, self._mac(payload)):
             raise malformed
         facility, person_id, in_grace, issued_at = orjson.loads(payload)
         if facility != facility_code:

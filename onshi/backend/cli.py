@@ -8,15 +8,33 @@ clear line on a user error (the root ``onshi`` group turns ``OnshiError`` into i
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from onshi.errors import OnshiError
 
+if TYPE_CHECKING:
+    from onshi.backend.population import EdgeRates
+
 DEFAULT_DB = "onshi-backend.db"
 APP_FACTORY = "onshi.backend.app:server_app"
+
+
+def _limit(name: str) -> Any:
+    """A default of ``server.Limits``, read when ``serve`` runs (the server module imports
+    uvicorn, too heavy for every ``onshi --help``); the help texts quote the same defaults."""
+
+    def default() -> Any:
+        from onshi.backend.server import Limits
+
+        return getattr(Limits(), name)
+
+    return default
 
 
 @click.group()
@@ -68,6 +86,35 @@ def backend() -> None:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    default=_limit("max_in_flight"),
+    help="Overload: requests handled at once per worker (default 256).",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(min=0),
+    default=_limit("max_queue"),
+    help="Overload: requests waiting for a slot; beyond, 503 + Retry-After (default 256).",
+)
+@click.option(
+    "--queue-timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=_limit("queue_timeout_s"),
+    help="Overload: seconds from arrival to admission, else 503 (default 1.0).",
+)
+@click.option(
+    "--retry-after",
+    type=click.IntRange(min=0),
+    default=_limit("retry_after_s"),
+    help="Overload: the Retry-After seconds of a 503 (default 1).",
+)
+@click.option(
+    "--allow-non-loopback",
+    is_flag=True,
+    help="Listen on a non-loopback --host on purpose (default: loopback only).",
+)
 def serve(
     db: Path,
     host: str,
@@ -77,13 +124,18 @@ def serve(
     faults: Path | None,
     admin_token: str | None,
     log_level: str,
+    max_in_flight: int,
+    max_queue: int,
+    queue_timeout: float,
+    retry_after: int,
+    allow_non_loopback: bool,
 ) -> None:
     """Serve the eligibility API (seeding DB first if it does not exist)."""
     from onshi.backend.faults import FaultConfig
     from onshi.backend.population import ensure_population
-    from onshi.backend.server import check_host, run_server
+    from onshi.backend.server import Limits, check_host, run_server
 
-    check_host(host, allow_non_loopback=False)
+    check_host(host, allow_non_loopback=allow_non_loopback)
     config = FaultConfig.load(faults) if faults is not None else None
     summary = ensure_population(db, persons=persons)
     if summary is not None:
@@ -104,6 +156,8 @@ def serve(
         faults=config,
         admin_token=admin_token,
         log_level=log_level,
+        limits=Limits(max_in_flight, max_queue, queue_timeout, retry_after),
+        allow_non_loopback=allow_non_loopback,
     )
 
 
@@ -135,18 +189,50 @@ def serve(
     show_default=True,
     help="Seed: the same seed gives the same population.",
 )
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The day certificate and qualification dates are relative to (default: today).",
+)
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set an edge-case rate (0..1), repeatable, e.g. --rate mislinked=0.01 "
+    "(names: the EdgeRates fields; an unknown name lists them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def seed(db: Path, persons: int, facilities: int | None, seed: str, as_json: bool) -> None:
+def seed(
+    db: Path,
+    persons: int,
+    facilities: int | None,
+    seed: str,
+    as_of: dt.datetime | None,
+    rates: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Create DB and seed a synthetic national population into it."""
     from onshi.backend.population import ensure_population
     from onshi.backend.store import Store
 
+    edge_rates = parse_rates(rates)
     if db.exists():
         raise OnshiError(f"{db} already exists", fix="seed into a new --db path or delete it")
-    summary = ensure_population(db, persons=persons, facilities=facilities, seed=seed)
+    summary = ensure_population(
+        db,
+        persons=persons,
+        facilities=facilities,
+        seed=seed,
+        rates=edge_rates,
+        as_of=None if as_of is None else as_of.date(),
+    )
     assert summary is not None
     with Store.open(db) as store:
         facility = (store.fixtures().get("facility") or [{}])[0]
+        store_as_of = store.as_of()
     if as_json:
         doc = {
             "db": str(db),
@@ -155,6 +241,7 @@ def seed(db: Path, persons: int, facilities: int | None, seed: str, as_json: boo
             "cards": summary.cards,
             "facilities": summary.facilities,
             "seconds": round(summary.seconds, 3),
+            "as_of": str(store_as_of),
             "example_facility": {k: facility.get(k) for k in ("code", "secret")},
         }
         click.echo(json.dumps(doc, ensure_ascii=False))
@@ -168,3 +255,29 @@ def seed(db: Path, persons: int, facilities: int | None, seed: str, as_json: boo
             f"example facility (test credential): X-Facility-Code: {facility['code']}  "
             f"Authorization: Bearer {facility['secret']}"
         )
+
+
+def parse_rates(items: tuple[str, ...]) -> EdgeRates:
+    """``NAME=VALUE`` options over the default :class:`EdgeRates`; one-line errors otherwise."""
+    from onshi.backend.population import EdgeRates
+
+    names = [f.name for f in dataclasses.fields(EdgeRates)]
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise OnshiError(f"--rate {item!r} is not NAME=VALUE", fix="write e.g. mislinked=0.01")
+        if name not in names:
+            raise OnshiError(f"--rate: unknown rate {name!r}", fix=f"use one of {', '.join(names)}")
+        if name in values:
+            raise OnshiError(f"--rate {name} is given twice", fix="give each rate once")
+        try:
+            values[name] = float(raw)
+        except ValueError:
+            raise OnshiError(
+                f"--rate {name}={raw!r} is not a number", fix="give a probability in 0..1"
+            ) from None
+    rates = EdgeRates(**values)
+    rates.check()
+    return rates

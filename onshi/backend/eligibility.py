@@ -74,6 +74,12 @@ _CHAIN_ERRORS = {
     CertState.EXPIRED: Code.CERT_EXPIRED,
 }
 
+_NOTICES = {
+    CertState.EXPIRED_IN_GRACE: Code.CERT_EXPIRED_GRACE,
+    CertState.EXPIRING: Code.CERT_EXPIRING,
+}
+"""The notice code a success carries for a certificate in this state."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Chain:
@@ -218,9 +224,10 @@ class Eligibility:
         refused = self._authenticate_holder(facility_code, query, chain, now)
         if refused is not None:
             return fail(refused)
-        card = self.store.card(chain.serial)
-        if card is None:
+        found = self.store.card_with_hits(chain.serial)
+        if found is None:
             return fail(Code.CARD_UNKNOWN)
+        card, hits = found
         today = jst_date(now)
         answer = lambda body: envelope(  # noqa: E731
             facility_code=facility_code,
@@ -235,11 +242,7 @@ class Eligibility:
             return answer(
                 result_body([], today=today, with_limit=False, notice=Code.CARD_UNREGISTERED)
             )
-        notice = {
-            CertState.EXPIRED_IN_GRACE: Code.CERT_EXPIRED_GRACE,
-            CertState.EXPIRING: Code.CERT_EXPIRING,
-        }.get(state)
-        hits = self.store.lookup_by_card(chain.serial)
+        notice = _NOTICES.get(state)
         body = result_body(hits, today=today, with_limit=query.with_limit, notice=notice)
         # Mislinked cards answer the linked person's data, as the real system did (2023).
         body["PatientReference"] = self.references.issue(

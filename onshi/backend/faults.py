@@ -368,9 +368,9 @@ class FaultInjector:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route_class = classify_route(scope["path"])
         active = self._current()
-        if route_class is None or active.config.is_empty:
+        route_class = None if active.config.is_empty else classify_route(scope["path"])
+        if route_class is None:
             await self.app(scope, receive, send)
             return
         d = decide(active.config, route_class, self.clock(), active.applied_at, self.rng)

@@ -21,8 +21,11 @@ Numbering decisions [E] (documented, not sourced unless marked):
   後期高齢者 numbers are individual 8 digits without 記号 or 枝番.
 * Certificates: not_after is spread over the next five years, so ~5 % expire within three
   months; explicit rates add expired-in-grace, expired-beyond-grace and revoked cards.
-  not_before is 4-5 years earlier (real validity ends on the 5th birthday after issue [S §5];
-  we do not align to birthdays). The 署名用 certificate exists from age 15 at issue.
+  not_before is 4-5 years earlier but never after ``as_of`` (every card is valid on the
+  population's own day unless its kind says otherwise: expired or revoked); real validity ends
+  on the 5th birthday after issue [S §5], we do not align to birthdays. Beyond-grace cards
+  expired >= 125 days before ``as_of``: the grace ends at most 123 days after the expiry day.
+  The 署名用 certificate exists from age 15 at issue.
 * Copay: 後期 1割/2割/3割 at 72/20/8 %; 70-74 2割 (3割 for 10 % 現役並み); under 6 2割; others
   3割. 限度額: B-classes for all 70+ (consistent with their ratio), A01-A06 for 30 % of the
   under-70s (income shares 5/12/55/20/7.5/0.5 %). All shares [E].

@@ -84,6 +84,11 @@ _FORCED = (
 """The first households each carry one edge case, so even a tiny population has fixtures."""
 
 
+BEYOND_GRACE_MIN_DAYS = 125
+"""Beyond-grace certificates expired at least this many days before as_of. The API's grace ends
+at the end of the third month after the expiry month, at most 123 days after the expiry day
+(expiry on 1 July: grace until 31 October), so these are never inside it."""
+
 _CARD_STATES = {
     "revoked": "revoked_card",
     "in_grace": "expired_card_in_grace",
@@ -98,7 +103,7 @@ FIXTURE_KINDS: dict[str, str] = {
     "mislinked_card": "registered card linked to another person's record (他人の紐付け)",
     "revoked_card": "registered card whose user-auth certificate is revoked",
     "expired_card_in_grace": "certificate expired 10-70 days before as_of (3-month grace)",
-    "expired_card_beyond_grace": "certificate expired 120-700 days before as_of",
+    "expired_card_beyond_grace": "certificate expired 125-700 days before as_of (past the grace)",
     "expiring_card": "certificate expiring 20-70 days after as_of (the 3-month notice)",
     "card_disqualified": "valid card whose holder's only qualification is lost (2 無効)",
     "card_superseded": "valid card whose holder has an old and a new qualification",
@@ -612,14 +617,16 @@ class Generator:
         if state == "in_grace":
             not_after = today - rng.randint(10, 70)
         elif state == "beyond_grace":
-            not_after = today - rng.randint(120, 700)
+            not_after = today - rng.randint(BEYOND_GRACE_MIN_DAYS, 700)
         elif state == "expiring":
             not_after = today + rng.randint(30, 70)
         elif state == "stable":
             not_after = today + rng.randint(200, 1800)
         else:
             not_after = today + rng.randint(1, 1826)
-        not_before = max(birth, not_after - 4 * 365 - rng.randint(1, 365))
+        # Issued 4-5 years before expiry, but never after as_of: every card of the population
+        # already exists on its own day (a later not_before would make it not yet valid).
+        not_before = min(today, max(birth, not_after - 4 * 365 - rng.randint(1, 365)))
         revoked_on = None
         if state == "revoked":
             revoked_on = dt.date.fromordinal(

@@ -82,8 +82,12 @@ def flag01(doc: dict[str, Any], field: str, *, prefix: str = "") -> bool:
 
 
 def ymd8(day: dt.date) -> str:
-    """yyyyMMdd, zero-padded for any year (``strftime("%Y")`` does not pad years < 1000)."""
-    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+    """yyyyMMdd, zero-padded for any year (``strftime("%Y")`` does not pad years < 1000).
+
+    ``date.isoformat`` always pads the year to four digits, and is the cheapest way there (every
+    answer formats several dates); called unbound, so a datetime gives its date part only.
+    """
+    return dt.date.isoformat(day).replace("-", "")
 
 
 def b64(doc: dict[str, Any], field: str, *, max_bytes: int) -> bytes:
@@ -151,6 +155,9 @@ class NumberQuery:
         return out
 
 
+_AUTH_METHODS = tuple(m.value for m in AuthMethod)
+
+
 @dataclass(frozen=True, slots=True)
 class FaceMatch:
     """The reader's face-match attestation (ours: the real reader protocol is not public)."""
@@ -181,9 +188,10 @@ class CardQuery:
         certificate = text(doc, "Certificate", max_len=12_000)
         assert certificate is not None
         method = doc.get("Method")
-        methods = [m.value for m in AuthMethod]
-        if method not in methods:
-            raise invalid("Method", f"must be one of {methods}", "say how the holder was verified")
+        if method not in _AUTH_METHODS:
+            raise invalid(
+                "Method", f"must be one of {list(_AUTH_METHODS)}", "say how the holder was verified"
+            )
         challenge = signature = None
         face = None
         operator = None

@@ -118,7 +118,10 @@ CREATE INDEX IF NOT EXISTS batches_pending ON batches (status, id);
 -- @@ lookup indexes (created after a bulk load) @@
 CREATE INDEX IF NOT EXISTS qualifications_by_numbers
     ON qualifications (insurer_number, number, branch);
-CREATE INDEX IF NOT EXISTS qualifications_by_person ON qualifications (person_id);
+-- A person's qualifications newest first straight from the index (the card path's ORDER BY
+-- qualification_date DESC, id DESC needs no sort step).
+CREATE INDEX IF NOT EXISTS qualifications_by_person_date
+    ON qualifications (person_id, qualification_date, id);
 CREATE INDEX IF NOT EXISTS persons_by_demographics ON persons (name_key, birthdate);
 CREATE INDEX IF NOT EXISTS cards_by_person ON cards (person_id);
 CREATE INDEX IF NOT EXISTS subsidies_by_person ON public_subsidies (person_id);

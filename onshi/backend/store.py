@@ -27,6 +27,8 @@ Contract changes (additive only, relative to the shared contract text):
   that was never registered for insurance use (``lookup_by_card`` then returns ``[]``).
 * ``Qualification`` also carries ``insurer_prefecture`` (for 公費/限度額 display).
 * ``lookup_by_subsidy(payer_number, recipient_number)`` for 公費負担医療 eligibility.
+* ``card_with_hits(serial)``: ``(card(serial), lookup_by_card(serial))`` in one statement (the
+  card path's whole read), or None for an unknown serial.
 * ``revoked_cards()`` lists ``(serial, revoked_on)`` for building the test CRL.
 * ``record_consent`` / ``create_batch`` raise :class:`IdempotencyConflict` when a key is reused
   with a *different* request (same key and same request: the first answer, never a duplicate).
@@ -119,15 +121,41 @@ def _schema_sql() -> tuple[str, str]:
     return tables, indexes.split("\n", 1)[1]
 
 
-_HIT_SQL = """
-SELECT p.id, p.name, p.name_kana, p.sex, p.birthdate, p.address, p.postcode, p.prefecture,
-       q.id, q.person_id, q.insurer_number, i.name, i.kind, q.symbol, q.number, q.branch,
-       q.card_classification, q.personal_family, q.qualification_date, q.disqualification_date,
-       q.contribution_ratio, q.limit_class, q.elderly_ratio, q.superseded_by, i.prefecture
-FROM qualifications q JOIN persons p ON p.id = q.person_id
-JOIN insurers i ON i.number = q.insurer_number
+_HIT_COLUMNS = """
+p.id, p.name, p.name_kana, p.sex, p.birthdate, p.address, p.postcode, p.prefecture,
+q.id, q.person_id, q.insurer_number, i.name, i.kind, q.symbol, q.number, q.branch,
+q.card_classification, q.personal_family, q.qualification_date, q.disqualification_date,
+q.contribution_ratio, q.limit_class, q.elderly_ratio, q.superseded_by, i.prefecture,
+(SELECT json_group_array(json_array(s.id, s.payer_number, s.recipient_number, s.kind,
+                                    s.valid_from, s.valid_to))
+ FROM public_subsidies s WHERE s.person_id = p.id),
+(SELECT group_concat(d.code) FROM specific_diseases d WHERE d.person_id = p.id)
 """
+"""A hit is one row: the person, the qualification and its insurer, plus the person's 公費 (a
+JSON array) and 特定疾病 codes (comma-separated) from correlated subqueries, so a lookup is one
+statement however many hits it has (the extras' order is restored in Python: the order inside
+an aggregate is not guaranteed before SQLite 3.44)."""
 _HIT_ORDER = " ORDER BY q.qualification_date DESC, q.id DESC"
+_HIT_SQL = (
+    "SELECT" + _HIT_COLUMNS + "FROM qualifications q JOIN persons p ON p.id = q.person_id"
+    " JOIN insurers i ON i.number = q.insurer_number"
+)
+_CARD_COLUMNS = (
+    "c.serial, c.person_id, c.seed, c.registered, c.linked_person_id, c.not_before, "
+    "c.not_after, c.revoked, c.revoked_on"
+)
+_CARD_SQL = "SELECT " + _CARD_COLUMNS + " FROM cards c WHERE c.serial = ?"
+_CARD_WITH_HITS_SQL = (
+    "SELECT " + _CARD_COLUMNS + "," + _HIT_COLUMNS + "FROM cards c"
+    " LEFT JOIN qualifications q ON q.person_id = c.linked_person_id AND c.registered = 1"
+    " LEFT JOIN persons p ON p.id = q.person_id"
+    " LEFT JOIN insurers i ON i.number = q.insurer_number"
+    " WHERE c.serial = ?" + _HIT_ORDER
+)
+"""The card and the qualifications of the person it is linked to, in one statement: one row
+per qualification, or one row with NULL hit columns when there is none (or the card is not
+registered). The LEFT JOINs of persons and insurers never miss (foreign keys); a row where
+they would is dropped, as the inner joins of ``_HIT_SQL`` would."""
 
 
 class Store:
@@ -284,7 +312,7 @@ class Store:
         is remembered. The cache holds digests, not secrets, and is bounded; ``add_facility``
         clears a code's entries in this process (other worker processes notice on restart).
         """
-        key = (code, hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest())
+        key = (code, hashlib.blake2b(secret.encode("utf-8", "surrogatepass")).digest())
         cached = self._secret_cache.get(key)
         if cached is not None:
             return cached
@@ -307,40 +335,27 @@ class Store:
         key = serial_key(serial)
         if key is None:
             return None
-        row = (
-            self._conn()
-            .execute(
-                "SELECT serial, person_id, seed, registered, linked_person_id, not_before, "
-                "not_after, revoked, revoked_on FROM cards WHERE serial = ?",
-                (key,),
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        serial, person_id, seed, registered, linked, not_before, not_after, revoked, on = row
-        return CardRecord(
-            int.from_bytes(serial, "big"),
-            person_id,
-            seed,
-            bool(registered),
-            linked,
-            optional_date(not_before),
-            optional_date(not_after),
-            bool(revoked),
-            optional_date(on),
-        )
+        row = self._conn().execute(_CARD_SQL, (key,)).fetchone()
+        return None if row is None else _card(row)
 
     def lookup_by_card(self, serial: int) -> list[QualificationHit]:
         """Qualifications of the person the card is LINKED to, newest first ([] if unlinked)."""
+        found = self.card_with_hits(serial)
+        return [] if found is None else found[1]
+
+    def card_with_hits(self, serial: int) -> tuple[CardRecord, list[QualificationHit]] | None:
+        """``card(serial)`` and ``lookup_by_card(serial)`` in one statement (the card path's
+        whole read: one index probe per table, and both answers from the same snapshot)."""
         key = serial_key(serial)
         if key is None:
-            return []
-        return self._hits(
-            _HIT_SQL + " WHERE q.person_id = (SELECT linked_person_id FROM cards"
-            " WHERE serial = ? AND registered = 1)" + _HIT_ORDER,
-            (key,),
-        )
+            return None
+        rows = self._conn().execute(_CARD_WITH_HITS_SQL, (key,)).fetchall()
+        if not rows:
+            return None
+        n = _CARD_WIDTH
+        # p.id and i.name (hit columns 0 and 11) are NULL on the row of a card without hits.
+        hits = [_hit(r, n) for r in rows if r[n] is not None and r[n + 11] is not None]
+        return _card(rows[0]), hits
 
     def revoked_cards(self) -> list[tuple[int, dt.date]]:
         """(serial, revoked_on) of every revoked card, for the test CRL."""
@@ -404,37 +419,11 @@ class Store:
         return [h for h in hits if address_key(h.person.address).startswith(addr)]
 
     def _hits(self, sql: str, args: Any) -> list[QualificationHit]:
-        conn = self._conn()
         try:
-            rows = conn.execute(sql, args).fetchall()
+            rows = self._conn().execute(sql, args).fetchall()
         except UnicodeEncodeError:  # a lone surrogate (e.g. from JSON "\ud800") matches no row
             return []
-        extras: dict[int, tuple[tuple[PublicSubsidy, ...], tuple[str, ...]]] = {}
-        hits = []
-        for r in rows:
-            person_id = r[0]
-            if person_id not in extras:
-                subsidies = tuple(
-                    PublicSubsidy(payer, recipient, kind, _d(start), _d(end))
-                    for payer, recipient, kind, start, end in conn.execute(
-                        "SELECT payer_number, recipient_number, kind, valid_from, valid_to "
-                        "FROM public_subsidies WHERE person_id = ? ORDER BY id",
-                        (person_id,),
-                    )
-                )
-                diseases = tuple(
-                    code
-                    for (code,) in conn.execute(
-                        "SELECT code FROM specific_diseases WHERE person_id = ? ORDER BY code",
-                        (person_id,),
-                    )
-                )
-                extras[person_id] = (subsidies, diseases)
-            person = Person(*r[:4], _d(r[4]), *r[5:8])
-            qualification = Qualification(*r[8:18], _d(r[18]), optional_date(r[19]), *r[20:25])
-            subsidies, diseases = extras[person_id]
-            hits.append(QualificationHit(person, qualification, subsidies, diseases))
-        return hits
+        return [_hit(r, 0) for r in rows]
 
     # -- challenges -------------------------------------------------------------------------
 
@@ -643,6 +632,43 @@ _BATCH_SQL = (
 
 def _d(value: str) -> dt.date:
     return dt.date.fromisoformat(value)
+
+
+_CARD_WIDTH = 9
+"""Columns of ``_CARD_COLUMNS``: the hit columns follow them in ``_CARD_WITH_HITS_SQL``."""
+
+
+def _card(row: tuple[Any, ...]) -> CardRecord:
+    serial, person_id, seed, registered, linked, not_before, not_after, revoked, on = row[:9]
+    return CardRecord(
+        int.from_bytes(serial, "big"),
+        person_id,
+        seed,
+        bool(registered),
+        linked,
+        optional_date(not_before),
+        optional_date(not_after),
+        bool(revoked),
+        optional_date(on),
+    )
+
+
+def _hit(r: tuple[Any, ...], at: int) -> QualificationHit:
+    """The hit in ``r[at:]`` (the ``_HIT_COLUMNS`` layout)."""
+    person = Person(*r[at : at + 4], _d(r[at + 4]), *r[at + 5 : at + 8])
+    qualification = Qualification(
+        *r[at + 8 : at + 18], _d(r[at + 18]), optional_date(r[at + 19]), *r[at + 20 : at + 25]
+    )
+    raw_subsidies, diseases = r[at + 25], r[at + 26]
+    subsidies: tuple[PublicSubsidy, ...] = ()
+    if raw_subsidies != "[]":
+        subsidies = tuple(
+            PublicSubsidy(payer, recipient, kind, _d(start), _d(end))
+            for _, payer, recipient, kind, start, end in sorted(json.loads(raw_subsidies))
+        )
+    return QualificationHit(
+        person, qualification, subsidies, tuple(sorted(diseases.split(","))) if diseases else ()
+    )
 
 
 def _consent(row: tuple[Any, ...]) -> Consent:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from starlette.testclient import TestClient
 
 from onshi.backend.app import create_app
-from onshi.backend.population import EdgeRates, card_certificate, card_row, populate
+from onshi.backend.population import EdgeRates, card_certificate, populate
 from onshi.backend.store import Store
 from onshi.pki import JST, CardCredentials, TestPKI
 
@@ -53,39 +53,13 @@ class Population:
     fixtures: dict[str, list[dict[str, Any]]]
 
     def rows(self, kind: str) -> list[dict[str, Any]]:
-        """Fixture rows of ``kind`` whose card (if any) was issued by ``AS_OF``."""
-        return [r for r in self.fixtures.get(kind) or [] if _issued(r)]
+        """Fixture rows of ``kind`` (the population guarantees their cards exist on AS_OF)."""
+        return list(self.fixtures.get(kind) or [])
 
     def first(self, kind: str) -> dict[str, Any]:
-        rows = self.rows(kind) or self._from_database(kind)
-        assert rows, f"the test population has no usable {kind!r} fixture"
+        rows = self.rows(kind)
+        assert rows, f"the test population has no {kind!r} fixture"
         return rows[0]
-
-    def _from_database(self, kind: str) -> list[dict[str, Any]]:
-        """Card rows found by SQL when the manifest has none usable on ``AS_OF``."""
-        where = {
-            "mislinked_card": "linked_person_id IS NOT NULL AND linked_person_id != person_id",
-        }.get(kind)
-        if where is None:
-            return []
-        day = AS_OF.isoformat()
-        later = (AS_OF + dt.timedelta(days=200)).isoformat()
-        with Store.open(self.path) as store:
-            serials = store.connection().execute(
-                f"SELECT serial FROM cards WHERE {where} AND revoked = 0"
-                " AND not_before <= ? AND not_after > ? ORDER BY serial LIMIT 3",
-                (day, later),
-            )
-            rows = [card_row(store, int.from_bytes(s, "big")) for (s,) in serials]
-        return [r for r in rows if r is not None]
-
-
-def _issued(row: dict[str, Any]) -> bool:
-    # [I] populate() can draw a not_before after as_of for some forced cards; skip those rows.
-    card = row if "auth" in row else row.get("card")
-    if not isinstance(card, dict) or "auth" not in card:
-        return True
-    return dt.date.fromisoformat(card["auth"]["not_before"]) <= AS_OF
 
 
 @pytest.fixture(scope="session")

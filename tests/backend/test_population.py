@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from onshi.backend.eligibility import grace_end
 from onshi.backend.population import (
     FIXTURE_KINDS,
     EdgeRates,
@@ -22,11 +23,12 @@ from onshi.backend.population import (
     populate,
     sample_rows,
 )
+from onshi.backend.population_gen import BEYOND_GRACE_MIN_DAYS
 from onshi.backend.population_tables import PREFECTURES
 from onshi.backend.records import KINDS, medical_records
 from onshi.backend.store import Store
 from onshi.errors import OnshiError
-from onshi.pki import CertStatus, RevokedEntry, TestPKI, card_serial
+from onshi.pki import JST, CertStatus, RevokedEntry, TestPKI, card_serial
 
 AS_OF = dt.date(2026, 5, 1)
 PERSONS = 20_000
@@ -255,6 +257,52 @@ def test_fixture_rows_describe_their_outcome(pop: Any) -> None:
         assert _age(row["birthdate"]) < 6 and row["contribution_ratio"] == "020"
     for row in fx["koki"]:
         assert row["insurer_number"].startswith("39") and row["symbol"] is None
+
+
+def test_every_card_exists_on_as_of_and_expired_ones_sit_clearly_in_or_past_the_grace(
+    pop: Any,
+) -> None:
+    """No certificate is issued after the population's own day; an expired one is either well
+    inside the API's grace (in-grace kinds) or past its longest possible end (beyond-grace)."""
+    store, _ = pop
+    rows = _rows(store, "SELECT not_before, not_after FROM cards")
+    assert rows
+    start = dt.datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=JST)
+    in_grace = beyond = 0
+    for nb, na in rows:
+        assert dt.date.fromisoformat(nb) <= AS_OF, nb
+        not_after = dt.date.fromisoformat(na)
+        if not_after >= AS_OF:
+            continue
+        end = grace_end(dt.datetime(not_after.year, not_after.month, not_after.day, 23, 59, 59,
+                                    tzinfo=JST))  # fmt: skip
+        if AS_OF - not_after <= dt.timedelta(days=70):
+            in_grace += 1
+            assert end > start + dt.timedelta(days=1), na
+        else:
+            beyond += 1
+            assert AS_OF - not_after >= dt.timedelta(days=BEYOND_GRACE_MIN_DAYS), na
+            assert end <= start, na
+    assert in_grace and beyond
+    fx = store.fixtures()
+    for kind, kind_rows in fx.items():
+        for row in kind_rows:
+            card = row if "auth" in row else row.get("card")
+            if isinstance(card, dict) and "auth" in card:
+                assert dt.date.fromisoformat(card["auth"]["not_before"]) <= AS_OF, (kind, row)
+
+
+def test_grace_bound_is_the_longest_grace() -> None:
+    """123 days (expiry on 1 July, grace to the end of October) is the longest grace of any
+    day in a 4-year cycle; BEYOND_GRACE_MIN_DAYS stays past it."""
+    longest = 0
+    day = dt.date(2024, 1, 1)
+    while day < dt.date(2028, 1, 1):
+        expiry = dt.datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=JST)
+        longest = max(longest, (grace_end(expiry).date() - day).days)
+        day += dt.timedelta(days=1)
+    assert longest == 123
+    assert longest < BEYOND_GRACE_MIN_DAYS
 
 
 def test_facilities(pop: Any) -> None:
