@@ -27,6 +27,7 @@ from onshi.profiles.errors import ProfileError
 
 __all__ = ["locate", "merged_document", "profiles_dir", "read_yaml", "schema_path"]
 
+
 def _shipped_profiles() -> Path:
     """The repository's ``card_profiles/`` (a checkout or an editable install), else the copy a
     wheel installs as the data package ``onshi/card_profiles``."""
