@@ -147,6 +147,7 @@ def serve(
     click.echo(
         f"serving http://{host}:{port} ({workers} worker(s)), contract at /openapi.json", err=True
     )
+    click.echo(f"test credentials and example cards: onshi backend fixtures --db {db}", err=True)
     run_server(
         APP_FACTORY,
         db_path=db,
@@ -281,3 +282,54 @@ def parse_rates(items: tuple[str, ...]) -> EdgeRates:
     rates = EdgeRates(**values)
     rates.check()
     return rates
+
+
+@backend.command()
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_DB,
+    show_default=True,
+    help="A database made by `onshi backend seed` or `serve`.",
+)
+@click.option("--kind", "kinds", multiple=True, help="Only this fixture kind (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print every example row as JSON.")
+def fixtures(db: Path, kinds: tuple[str, ...], as_json: bool) -> None:
+    """Show the test population's example rows: facility credentials, cards and numbers for
+    every outcome (what a reader or a load test needs to call the API)."""
+    from onshi.backend.population import FIXTURE_KINDS
+    from onshi.backend.store import Store
+
+    if not db.is_file():
+        raise OnshiError(f"{db}: no such database", fix="seed one with `onshi backend seed --db`")
+    unknown = sorted(set(kinds) - set(FIXTURE_KINDS))
+    if unknown:
+        raise OnshiError(
+            f"--kind {unknown[0]!r} is not a fixture kind",
+            fix=f"use one of {', '.join(sorted(FIXTURE_KINDS))}",
+        )
+    with Store.open(db, create=False) as store:
+        rows = store.fixtures()
+    chosen = {k: rows.get(k, []) for k in (kinds or FIXTURE_KINDS)}
+    if as_json:
+        click.echo(json.dumps(chosen, ensure_ascii=False, default=str, indent=2))
+        return
+    for kind, items in chosen.items():
+        first = items[0] if items else {}
+        click.echo(f"{kind} ({len(items)}): {FIXTURE_KINDS[kind]}")
+        if first:
+            click.echo(f"    e.g. {_example(kind, first)}")
+
+
+def _example(kind: str, row: dict[str, Any]) -> str:
+    """One line a person can use: the credential, the card serial or the numbers."""
+    if kind == "facility":
+        return (
+            f"X-Facility-Code: {row['code']}  Authorization: Bearer {row['secret']}"
+            f"  ({row['kind']}, prefecture {row['prefecture']})"
+        )
+    if "serial" in row:
+        return f"card seed {row['seed']!r}, auth certificate serial {row['serial']:x}"
+    keys = ("insurer_number", "symbol", "number", "branch", "birthdate")
+    return ", ".join(f"{k}={row[k]}" for k in keys if row.get(k) is not None)

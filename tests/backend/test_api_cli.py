@@ -198,3 +198,30 @@ def test_serve_passes_overload_limits_and_the_non_loopback_opt_in(
         refused = runner.invoke(main, ["backend", "serve", "--db", db, *bad])
         assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert len(calls) == 2
+
+
+def test_fixtures_show_credentials_and_example_rows(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    runner = CliRunner()
+    assert (
+        runner.invoke(main, ["backend", "seed", "--db", str(db), "--population", "300"]).exit_code
+        == 0
+    )
+    with Store.open(db, create=False) as store:
+        expected = store.fixtures()
+    as_json = runner.invoke(main, ["backend", "fixtures", "--db", str(db), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    doc = json.loads(as_json.output)
+    assert doc["facility"][0]["secret"] == expected["facility"][0]["secret"]
+    assert doc["mislinked_card"][0]["serial"] == expected["mislinked_card"][0]["serial"]
+    text = runner.invoke(main, ["backend", "fixtures", "--db", str(db), "--kind", "facility"])
+    assert text.exit_code == 0
+    assert f"X-Facility-Code: {expected['facility'][0]['code']}" in text.output
+    assert "valid_card" not in text.output
+    for args, message in (
+        (["--db", str(db), "--kind", "nope"], "is not a fixture kind"),
+        (["--db", str(tmp_path / "none.db")], "no such database"),
+    ):
+        bad = runner.invoke(main, ["backend", "fixtures", *args])
+        assert bad.exit_code == 2 and message in bad.output
+        assert len(bad.output.strip().splitlines()) == 1 and "Traceback" not in bad.output
