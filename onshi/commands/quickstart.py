@@ -1,15 +1,20 @@
 """``onshi quickstart``: the main job on embedded defaults.
 
-Starts a private pcscd + vpcd, serves the emulated card, and runs the card path of a
-face-recognition reader through pyscard (:mod:`onshi.commands.cardpath`), then writes the APDU
-pcap and stops everything it started. :func:`run_quickstart` composes the steps, so later
-phases (a bounded load test against the reference backend) are more steps in the list.
+Seeds a small reference-backend population in a temp dir and starts the real server on a
+loopback port, starts a private pcscd + vpcd, serves a card registered in that population, runs
+the card path of a face-recognition reader through pyscard (:mod:`onshi.commands.cardpath`) and
+then the PIN-mode eligibility flow against the backend (:mod:`onshi.commands.eligibility`),
+writes the APDU pcap and stops everything it started. :func:`run_quickstart` composes the steps,
+so later phases (a bounded load test) are more steps in the list.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import shutil
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -18,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from onshi.commands.cardpath import CARD_PATH, CardPathContext
+from onshi.commands.cardpath import CARD_PATH
+from onshi.commands.eligibility import ELIGIBILITY_PATH, EligibilityContext, eligibility_summary
 from onshi.commands.params import PROFILE_HELP, load_profile_arg, sigterm_unwinds, write_pcap
 from onshi.commands.steps import Outcome, Resources, Step, StepResult, StepRunner, StepStatus
 
 if TYPE_CHECKING:
     from onshi.card import Card
+    from onshi.profiles.model import CardProfile
     from onshi.transport import PrivatePcscd
 
 DEFAULT_PCAP = Path("out/quickstart.pcap")
@@ -32,13 +39,21 @@ DEFAULT_TIMEOUT = 60.0
 READER_SLOT = 0
 CARD_PRESENT_TIMEOUT = 5.0
 """pcscd notices a card that connected to vpcd at its next poll (~0.4 s); wait that long."""
+POPULATION_PERSONS = 500
+"""Small enough to seed in about a second, large enough to hold every fixture kind."""
+BACKEND_APP = "onshi.backend.app:server_app"
 
 
 @dataclass(slots=True, kw_only=True)
-class QuickstartContext(CardPathContext):
-    """The card path's context plus what the set-up steps start."""
+class QuickstartContext(EligibilityContext):
+    """The card path's and the eligibility flow's context plus what the set-up steps start."""
 
     resources: Resources
+    population_row: dict[str, Any] | None = None
+    """The registered card of the population that the reader is shown (backend phase)."""
+    db_path: Path | None = None
+    deadline: float = float("inf")
+    """``time.monotonic()`` at which the run's hard bound passes."""
     card: Card | None = None
     pcscd: PrivatePcscd | None = None
     reader: str | None = None
@@ -47,15 +62,100 @@ class QuickstartContext(CardPathContext):
     notes: list[str] = field(default_factory=list)
 
 
+def seed_population(ctx: QuickstartContext) -> Outcome:
+    """Seed a small reference-backend database in a temp dir (removed at the end) and take
+    its first registered card and first facility credential."""
+    from onshi.backend.population import ensure_population
+    from onshi.backend.store import Store
+
+    workdir = Path(tempfile.mkdtemp(prefix="onshi-quickstart-"))
+    ctx.resources.callback(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    db = workdir / "population.db"
+    summary = ensure_population(db, persons=POPULATION_PERSONS)
+    with Store.open(db, create=False) as store:
+        fixtures = store.fixtures()
+    ctx.db_path = db
+    ctx.population_row = fixtures["valid_card"][0]
+    facility = fixtures["facility"][0]
+    ctx.facility_code, ctx.facility_secret = facility["code"], facility["secret"]
+    persons = POPULATION_PERSONS if summary is None else summary.persons
+    return Outcome(
+        f"{persons} persons; card {ctx.population_row['seed']}, facility {facility['code']}"
+    )
+
+
+def start_backend(ctx: QuickstartContext) -> Outcome:
+    """The real server (``python -m onshi.backend.server``) on a free loopback port."""
+    from onshi.backend.server import start_server
+
+    assert ctx.db_path is not None
+    remaining = max(1.0, ctx.deadline - time.monotonic())
+    server = start_server(BACKEND_APP, db_path=ctx.db_path, timeout_s=remaining)
+
+    def stop() -> None:
+        server.stop(timeout=5.0)
+        shutil.rmtree(server.log_path.parent, ignore_errors=True)
+
+    ctx.resources.callback(stop)  # stops it at once if the run was already abandoned
+    ctx.backend_url = server.url
+    return Outcome(f"{server.url} (pid {server.process.pid})")
+
+
+def population_profile(profile: CardProfile, row: dict[str, Any]) -> CardProfile:
+    """``profile`` re-issued as the population's card: its holder, seed and certificate dates
+    (so the serial is the one the database holds); PINs, token, ATR and behaviour stay."""
+    from onshi.profiles.model import Sex
+
+    h = row["holder"]
+    holder = dataclasses.replace(
+        profile.holder,
+        name=h["name"],
+        name_kana=h["name_kana"],
+        address=h["address"],
+        birthdate=dt.date.fromisoformat(h["birthdate"]),
+        sex=Sex(h["sex"]),
+    )
+
+    def spec(current: Any, part: dict[str, Any]) -> Any:
+        return dataclasses.replace(
+            current,
+            present=bool(part["present"]),
+            not_before=dt.date.fromisoformat(part["not_before"]),
+            not_after=dt.date.fromisoformat(part["not_after"]),
+        )
+
+    return dataclasses.replace(
+        profile,
+        holder=holder,
+        seed=row["seed"],
+        auth_cert=spec(profile.auth_cert, row["auth"]),
+        sign_cert=spec(profile.sign_cert, row["sign"]),
+    )
+
+
 def mint_card(ctx: QuickstartContext) -> Outcome:
     """Build the emulated card (keys and certificates from the test PKI, cached on disk) and
-    the CRL the user-auth CA publishes now, which lists the card if its profile revokes it."""
+    the CRL the user-auth CA publishes now, which lists the card if its profile revokes it.
+    With a population, the card is the population's registered card (its pooled keys)."""
     from onshi.card import Card
     from onshi.commands.facts import profile_crl
 
-    ctx.card = Card.from_profile(ctx.profile, pki=ctx.pki)
+    row = ctx.population_row
+    if row is None:
+        ctx.card = Card.from_profile(ctx.profile, pki=ctx.pki)
+        detail = f"profile {ctx.profile.name} ({ctx.profile.token})"
+    else:
+        from onshi.backend.population import card_certificate
+
+        ctx.profile = population_profile(ctx.profile, row)
+        same_pki = row.get("pki_seed") == ctx.pki.seed
+        credentials = card_certificate(row, pki=ctx.pki if same_pki else None)
+        ctx.card = Card(ctx.profile, credentials)
+        detail = (
+            f"profile {ctx.profile.name} ({ctx.profile.token}) as population card {row['seed']}"
+        )
     ctx.crl = profile_crl(ctx.pki, ctx.profile, "auth", ctx.at)
-    return Outcome(f"profile {ctx.profile.name} ({ctx.profile.token})")
+    return Outcome(detail)
 
 
 def start_pcscd(ctx: QuickstartContext) -> Outcome:
@@ -90,6 +190,14 @@ SETUP: tuple[Step[Any], ...] = (
     Step(name="pcscd", title="start a private pcscd + vpcd", run=start_pcscd, setup=True),
     Step(name="insert", title="insert the card (vpcd slot 0)", run=insert_card, setup=True),
 )
+"""Set-up of the card-only phase."""
+BACKEND_SETUP: tuple[Step[Any], ...] = (
+    Step(name="population", title="seed a backend population", run=seed_population, setup=True),
+    Step(name="backend", title="start the reference backend", run=start_backend, setup=True),
+)
+CARD_ONLY_STEPS: tuple[Step[Any], ...] = SETUP + CARD_PATH
+DEFAULT_STEPS: tuple[Step[Any], ...] = BACKEND_SETUP + SETUP + CARD_PATH + ELIGIBILITY_PATH
+"""Backend up, card in, the card path, then PIN-mode 資格確認 against the backend."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +213,9 @@ class QuickstartResult:
     pcap: Path | None
     seconds: float
     timeout: float
+    eligibility: dict[str, Any] | None = None
+    """What the backend answered (see :func:`~onshi.commands.eligibility.eligibility_summary`);
+    None when the backend phase did not run or got no answer."""
 
     @property
     def passed(self) -> bool:
@@ -117,6 +228,7 @@ class QuickstartResult:
             "reader": self.reader,
             "certificate_status": self.certificate_status,
             "pin_tries_before": self.pin_tries,
+            "eligibility": self.eligibility,
             "apdus": self.apdus,
             "pcap": None if self.pcap is None else str(self.pcap),
             "seconds": round(self.seconds, 3),
@@ -137,7 +249,7 @@ def run_quickstart(
     timeout: float = DEFAULT_TIMEOUT,
     seed: str = "0",
     pin: str | None = None,
-    steps: tuple[Step[Any], ...] = SETUP + CARD_PATH,
+    steps: tuple[Step[Any], ...] = DEFAULT_STEPS,
     now: dt.datetime | None = None,
 ) -> QuickstartResult:
     """Run ``steps`` (set-up, then the card path) within ``timeout`` seconds and tear down.
@@ -158,6 +270,7 @@ def run_quickstart(
         challenge=challenge_from_seed(seed),
         at=now or dt.datetime.now(dt.UTC),
         resources=resources,
+        deadline=time.monotonic() + timeout,
         trace=ApduTrace(),
         pin=pin,
     )
@@ -186,6 +299,7 @@ def run_quickstart(
         steps=results,
         certificate_status=cert_status,
         pin_tries=ctx.pin_tries,
+        eligibility=eligibility_summary(ctx),
         apdus=len(ctx.exchanges),
         pcap=written,
         seconds=time.perf_counter() - started,
@@ -226,15 +340,34 @@ def run_quickstart(
     default=None,
     help="The PIN the patient types (default: the profile's); a wrong one shows 63 Cx.",
 )
+@click.option(
+    "--backend/--no-backend",
+    default=True,
+    show_default=True,
+    help="Also run PIN-mode 資格確認 against a reference backend started for the run. The card "
+    "is then the population's registered card: --profile gives its token, PINs and behaviour, "
+    "the population its holder and certificate dates. --no-backend shows the profile's own "
+    "card (e.g. its expiring or revoked certificate) to the card path only.",
+)
 def quickstart(
-    profile_name: str, pcap: Path, as_json: bool, timeout: float, seed: str, pin: str | None
+    profile_name: str,
+    pcap: Path,
+    as_json: bool,
+    timeout: float,
+    seed: str,
+    pin: str | None,
+    backend: bool,
 ) -> None:
-    """Run a reader's card path on an emulated card (the main job).
+    """Run a reader's PIN-mode 資格確認 on an emulated card (the main job).
 
-    Starts a private pcscd + vpcd, serves the card, and through PC/SC (pyscard) reads the
-    token and the user-auth certificate, checks the certificate against the test CA, queries
-    the PIN counter, verifies the PIN, has the card sign a SHA-256 DigestInfo of a challenge
-    and verifies the signature. Exits 0 only if every step passed; needs root (pcscd).
+    Seeds a small reference-backend population in a temp dir and starts the backend on a
+    loopback port, starts a private pcscd + vpcd and serves a card registered in that
+    population. Through PC/SC (pyscard) it reads the token and the user-auth certificate,
+    checks the certificate against the test CA, queries the PIN counter, verifies the PIN,
+    signs a challenge and verifies the signature, reads 基本4情報 after the text PIN, then
+    signs a backend challenge and asks POST /v1/eligibility/card (method pin), which must
+    confirm a valid qualification of the card's holder. Exits 0 only if every step passed;
+    needs root (pcscd).
     """
     from onshi.report.console import stderr_console
 
@@ -242,8 +375,11 @@ def quickstart(
     with ExitStack() as stack:
         stack.enter_context(sigterm_unwinds())
         if not as_json and progress.is_terminal:
-            stack.enter_context(progress.status("onshi quickstart: pcscd + vpcd, card, card path…"))
-        result = run_quickstart(profile_name, pcap=pcap, timeout=timeout, seed=seed, pin=pin)
+            stack.enter_context(progress.status("onshi quickstart: backend, pcscd + vpcd, card…"))
+        steps = DEFAULT_STEPS if backend else CARD_ONLY_STEPS
+        result = run_quickstart(
+            profile_name, pcap=pcap, timeout=timeout, seed=seed, pin=pin, steps=steps
+        )
     if as_json:
         from onshi.report.console import echo_json
 

@@ -220,11 +220,14 @@ class StepRunner(Generic[C]):
         except Cancelled:
             return _result(step, StepStatus.FAILED, "stopped", started, self.clock())
         except OnshiError as error:
-            if step.setup:
-                self._setup_error = error
+            with self._lock:  # after the deadline the failure is the timeout's, not the user's
+                if step.setup and not self._abandoned:
+                    self._setup_error = error
             return _result(step, StepStatus.FAILED, str(error), started, self.clock())
         except Exception as error:
-            self._crash = error
+            with self._lock:  # after the deadline its resources were torn down under it
+                if not self._abandoned:
+                    self._crash = error
             detail = f"internal error: {type(error).__name__}: {error}"
             return _result(step, StepStatus.FAILED, detail, started, self.clock())
         return _result(step, StepStatus.PASSED, outcome.detail, started, self.clock(), outcome.sw)

@@ -7,6 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from onshi.commands.eligibility import copay_text
 from onshi.commands.quickstart import QuickstartResult
 from onshi.commands.steps import StepStatus
 
@@ -49,6 +50,17 @@ def quickstart_view(result: QuickstartResult) -> RenderableType:
     summary.add_row("certificate", result.certificate_status or "not checked")
     tries = "-" if result.pin_tries is None else str(result.pin_tries)
     summary.add_row("PIN tries before", tries)
+    found = result.eligibility
+    if found is not None:
+        summary.add_row("backend", str(found["backend"]))
+        summary.add_row(
+            "eligibility",
+            f"SegmentOfResult {found['segment_of_result']}, "
+            f"QualificationValidity {found['qualification_validity']}",
+        )
+        summary.add_row("insured", f"{found['name']} (born {found['birthdate']})")
+        summary.add_row("insurer", f"{found['insurer_name']} ({found['insurer_number']})")
+        summary.add_row("copay ratio", copay_text(found["copay_ratio"]))
     summary.add_row("APDUs", str(result.apdus))
     summary.add_row("pcap", str(result.pcap) if result.pcap else "not written")
     summary.add_row("time", f"{result.seconds:.2f} s (bound {result.timeout:g} s)")

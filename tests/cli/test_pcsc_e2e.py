@@ -53,13 +53,18 @@ def test_quickstart_passes_and_writes_a_decodable_pcap(tmp_path: Path, env: dict
     done = run(["quickstart"], env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS" in done.stdout and "Traceback" not in done.stderr
+    assert "QualificationValidity 1" in done.stdout and "copay ratio" in done.stdout
     pcap = tmp_path / "out" / "quickstart.pcap"
     trace = ApduTrace.read_pcap(pcap)
     commands = [e.data for e in trace if e.direction is Direction.COMMAND]
     responses = [e.data for e in trace if e.direction is Direction.RESPONSE]
-    assert len(commands) == len(responses) == 11
+    # the card path (11), 基本4情報 (6), the backend challenge's VERIFY + signature (5)
+    assert len(commands) == len(responses) == 22
     assert commands[0] == bytes.fromhex(TOKEN_PATH[0])
     assert responses[2][:15] == b"JPKIAPICCTOKEN2"
+    assert commands[11] == bytes.fromhex("00A4040C0AD3921000310001010408")
+    signs = [c for c in commands if c[:4] == bytes.fromhex("802A0080")]
+    assert len(signs) == 2 and signs[0] != signs[1]  # the local and the backend challenge
     assert responses[-1][-2:] == b"\x90\x00" and len(responses[-1]) == 258
     decoded = subprocess.run(
         ["tshark", "-r", str(pcap)], capture_output=True, text=True, timeout=60, check=True
@@ -70,7 +75,9 @@ def test_quickstart_passes_and_writes_a_decodable_pcap(tmp_path: Path, env: dict
 def test_quickstart_json_reports_every_step(tmp_path: Path, env: dict[str, str]) -> None:
     pcap = tmp_path / "deep" / "q.pcap"
     done = run(
-        ["quickstart", "--json", "--pcap", str(pcap), "--profile", "cert-expiring"], env, tmp_path
+        ["quickstart", "--json", "--pcap", str(pcap), "--profile", "cert-expiring", "--no-backend"],
+        env,
+        tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
@@ -97,6 +104,38 @@ def test_quickstart_json_reports_every_step(tmp_path: Path, env: dict[str, str])
     assert Path(result["pcap"]) == pcap and pcap.stat().st_size > 0
     socket = Path(steps["pcscd"]["detail"].removeprefix("socket "))
     assert not socket.exists(), "quickstart must stop the pcscd it started"
+    assert result["eligibility"] is None
+
+
+def test_quickstart_json_shows_the_eligibility_answer(tmp_path: Path, env: dict[str, str]) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = run(["quickstart", "--json"], {**env, "TMPDIR": str(scratch)}, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    steps = {s["name"]: s for s in result["steps"]}
+    assert list(steps)[:2] == ["population", "backend"]
+    assert list(steps)[-4:] == ["basic4", "challenge", "sign_challenge", "eligibility"]
+    assert {s["status"] for s in steps.values()} == {"passed"}
+    assert steps["sign_challenge"]["sw"] == "9000"
+    answer = result["eligibility"]
+    assert answer["segment_of_result"] == "1" and answer["qualification_validity"] == "1"
+    assert re.fullmatch(r"0[1-3]0", answer["copay_ratio"]) and answer["insurer_number"]
+    assert answer["birthdate"] in steps["basic4"]["detail"]
+    assert "QualificationValidity 1, holder matches" in steps["eligibility"]["detail"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", answer["backend"])
+    assert not serves(answer["backend"]), "quickstart must stop the backend it started"
+    assert list(scratch.iterdir()) == [], "the population and server logs must be removed"
+
+
+def serves(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def test_quickstart_fails_on_a_wrong_pin_with_exit_1(tmp_path: Path, env: dict[str, str]) -> None:
@@ -109,7 +148,8 @@ def test_quickstart_fails_on_a_wrong_pin_with_exit_1(tmp_path: Path, env: dict[s
 
 def test_quickstart_hard_timeout_stops_everything(tmp_path: Path, env: dict[str, str]) -> None:
     started = time.monotonic()
-    done = run(["quickstart", "--json", "--profile", "slow", "--timeout", "1"], env, tmp_path)
+    args = ["quickstart", "--json", "--profile", "slow", "--timeout", "1", "--no-backend"]
+    done = run(args, env, tmp_path)
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout + done.stderr
     result = json.loads(done.stdout)
@@ -122,6 +162,33 @@ def test_quickstart_hard_timeout_stops_everything(tmp_path: Path, env: dict[str,
     assert elapsed < 20  # 1 s bound + interpreter start, key cache and teardown
     socket = Path(next(s for s in result["steps"] if s["name"] == "pcscd")["detail"][7:])
     assert not socket.exists()
+
+
+def test_quickstart_timeout_in_the_backend_phase_stops_the_server(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    args = ["quickstart", "--json", "--timeout", "1"]
+    done = run(args, {**env, "TMPDIR": str(scratch)}, tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    steps = {s["name"]: s for s in json.loads(done.stdout)["steps"]}
+    (timed_out,) = [name for name, s in steps.items() if s["detail"].startswith("timed out")]
+    assert timed_out in ("population", "backend", "mint"), steps
+    assert steps["eligibility"]["status"] == "skipped"
+    assert not [p for p in running_cmdlines() if str(scratch) in p], "backend left running"
+    # start_server keeps its log dir when the server it started dies (backend/server.py)
+    assert not list(scratch.glob("onshi-quickstart-*")), "the population must be removed"
+
+
+def running_cmdlines() -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
 
 
 # -- card serve + apdu ---------------------------------------------------------------------------
@@ -292,11 +359,14 @@ def test_quickstart_interrupted_stops_pcscd(
         text=True,
     )
     pcscd: list[int] = []
+    started: list[int] = []
     deadline = time.monotonic() + 20
     while not pcscd and time.monotonic() < deadline and proc.poll() is None:
+        started = [pid for pid, _name in children(proc.pid)]
         pcscd = [pid for pid, name in children(proc.pid) if name == "pcscd"]
         time.sleep(0.05)
     assert pcscd, "quickstart started no pcscd"
+    assert len(started) >= 2, "quickstart started no backend server"
     time.sleep(0.5)  # inside the card path: the slow card answers every APDU after ~150 ms
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
@@ -304,6 +374,7 @@ def test_quickstart_interrupted_stops_pcscd(
     assert out == "" and err == ""
     assert not (tmp_path / "out" / "quickstart.pcap").exists()
     assert not any(Path(f"/proc/{pid}").exists() for pid in pcscd), "pcscd left running"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in started), "backend left running"
 
 
 def children(parent: int) -> list[tuple[int, str]]:

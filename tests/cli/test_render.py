@@ -163,6 +163,45 @@ def test_quickstart_view_golden() -> None:
     assert "FAIL" in line_with(text, "verdict")
     assert "out/quickstart.pcap" in line_with(text, "pcap")
     assert "60 s" in line_with(text, "time")
+    assert "copay" not in text  # no backend phase, no eligibility rows
+
+
+def test_quickstart_view_shows_the_eligibility_answer() -> None:
+    step = StepResult(
+        name="eligibility",
+        title="POST /v1/eligibility/card (pin)",
+        status=StepStatus.PASSED,
+        detail="QualificationValidity 1, holder matches",
+        seconds=0.003,
+    )
+    result = QuickstartResult(
+        profile="valid",
+        reader="Virtual PCD 00 00",
+        steps=(step,),
+        certificate_status="valid",
+        pin_tries=3,
+        apdus=22,
+        pcap=None,
+        seconds=2.1,
+        timeout=60,
+        eligibility={
+            "backend": "http://127.0.0.1:4321",
+            "segment_of_result": "1",
+            "qualification_validity": "1",
+            "copay_ratio": "020",
+            "insurer_number": "01130012",
+            "insurer_name": "協会けんぽ",
+            "name": "前田 優子",
+            "birthdate": "19610628",
+        },
+    )
+    text = render(quickstart_view(result))
+    assert "http://127.0.0.1:4321" in line_with(text, "backend")
+    assert "QualificationValidity 1" in line_with(text, "eligibility ")
+    assert "20% (020)" in line_with(text, "copay ratio")
+    assert "01130012" in line_with(text, "insurer")
+    assert "19610628" in line_with(text, "insured")
+    assert result.to_json()["eligibility"]["copay_ratio"] == "020"
 
 
 def test_headline_is_the_first_phrase() -> None:

@@ -158,3 +158,37 @@ def test_timeout_then_close_stops_a_resource_started_late() -> None:
     gate.set()
     runner.join(5)
     assert log == ["start late", "stop late"]
+
+
+def test_a_setup_error_after_the_deadline_is_the_timeouts_not_the_users() -> None:
+    """A set-up step whose resources were torn down at the deadline fails with an OnshiError
+    (e.g. the server lost its database); that is the timeout, not a user error to re-raise."""
+
+    def starting(ctx: Ctx) -> Outcome:
+        ctx.release.wait(5)
+        raise OnshiError("the backend server did not answer /healthz", fix="read its log")
+
+    ctx = Ctx()
+    runner = StepRunner([Step(name="backend", title="b", run=starting, setup=True)], ctx)
+    (result,) = runner.run(0.05)
+    assert result.status is StepStatus.FAILED and result.detail.startswith("timed out")
+    ctx.release.set()
+    runner.join(5)
+    assert runner.setup_error is None
+
+
+def test_a_crash_after_the_deadline_is_not_a_bug_to_re_raise() -> None:
+    """Tear-down at the deadline pulls files from under a running step (the population's
+    temp dir); what it raises then is a consequence of the timeout."""
+
+    def seeding(ctx: Ctx) -> Outcome:
+        ctx.release.wait(5)
+        raise FileNotFoundError("population.db.seeding")
+
+    ctx = Ctx()
+    runner = StepRunner([Step(name="population", title="p", run=seeding, setup=True)], ctx)
+    (result,) = runner.run(0.05)
+    assert result.detail.startswith("timed out")
+    ctx.release.set()
+    runner.join(5)
+    assert runner.crash is None
