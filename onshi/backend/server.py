@@ -27,6 +27,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -488,28 +489,36 @@ def start_server(
     if admin_token is not None:
         full_env[ENV_ADMIN_TOKEN] = admin_token
     last_error = ""
-    for attempt in range(3):  # a free port can be taken between probing and binding
-        port = free_port()
-        log_path = workdir / f"server-{attempt}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "onshi.backend.server", *args, "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=full_env,
-                start_new_session=True,
-            )
-        server = RunningServer(proc, "127.0.0.1", port, log_path)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and proc.poll() is None:
-            if _healthy(server.host, port):
-                return server
-            time.sleep(0.05)
-        if proc.poll() is None:
+    server: RunningServer | None = None
+    try:
+        for attempt in range(3):  # a free port can be taken between probing and binding
+            port = free_port()
+            log_path = workdir / f"server-{attempt}.log"
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "onshi.backend.server", *args, "--port", str(port)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=full_env,
+                    start_new_session=True,
+                )
+            server = RunningServer(proc, "127.0.0.1", port, log_path)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _healthy(server.host, port):
+                    return server
+                time.sleep(0.05)
+            if proc.poll() is None:
+                server.kill()
+            last_error = server.log_text()[-2000:]
+            if "address already in use" not in last_error.lower():
+                break
+    except BaseException:  # interrupted while starting (Ctrl-C, SIGTERM, a timeout): leave nothing
+        if server is not None and server.process.poll() is None:
             server.kill()
-        last_error = server.log_text()[-2000:]
-        if "address already in use" not in last_error.lower():
-            break
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)  # the error below carries the log's tail
     raise OnshiError(
         f"the backend server did not answer /healthz: {last_error.strip() or 'no output'}",
         fix="read the server log above",

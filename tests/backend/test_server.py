@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -214,9 +215,13 @@ def test_bad_app_and_bad_faults_are_one_line_errors(
     assert code == 2 and "f.yaml: jpki.error_rate" in err and err.count("\n") == 1
 
 
-def test_start_server_reports_the_log_when_the_app_fails(tmp_path: Path) -> None:
+def test_start_server_reports_the_log_when_the_app_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where its work dir would be left
     with pytest.raises(OnshiError, match=r"did not answer /healthz.*cannot be loaded"):
         start_server("onshi.no_such_module:factory", db_path=tmp_path / "c.db", timeout_s=20)
+    assert not list(tmp_path.glob("onshi-server-*")), "a failed start leaves its work dir behind"
 
 
 def test_settings_round_trip() -> None:
