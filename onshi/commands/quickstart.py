@@ -69,11 +69,20 @@ def seed_population(ctx: QuickstartContext) -> Outcome:
     from onshi.backend.store import Store
 
     workdir = Path(tempfile.mkdtemp(prefix="onshi-quickstart-"))
-    ctx.resources.callback(lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+    def remove() -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    ctx.resources.callback(remove)
     db = workdir / "population.db"
-    summary = ensure_population(db, persons=POPULATION_PERSONS)
-    with Store.open(db, create=False) as store:
-        fixtures = store.fixtures()
+    try:
+        summary = ensure_population(db, persons=POPULATION_PERSONS)
+        with Store.open(db, create=False) as store:
+            fixtures = store.fixtures()
+    finally:
+        # Seeding re-creates the directory if the run was abandoned (timeout, Ctrl-C) and
+        # cleaned up meanwhile; registering again then removes it at once.
+        ctx.resources.callback(remove)
     ctx.db_path = db
     ctx.population_row = fixtures["valid_card"][0]
     facility = fixtures["facility"][0]
