@@ -62,6 +62,11 @@ def lost_contact(rng: random.Random, rate: float, phase: DropPhase) -> DropPhase
     return phase
 
 
+def answer_delay(rng: random.Random, latency_s: float, jitter_s: float) -> float:
+    """Seconds to wait before answering: a profile's latency with its uniform (±) jitter."""
+    return latency_s + (rng.uniform(-jitter_s, jitter_s) if jitter_s else 0.0)
+
+
 class Transport(abc.ABC):
     """A session with one card, as seen from the reader.
 
@@ -85,10 +90,13 @@ class Transport(abc.ABC):
 
     trace: ApduTrace | None = None
 
+    _atr: bytes | None = None
+    _closed: bool = False
+
     @property
-    @abc.abstractmethod
     def atr(self) -> bytes | None:
         """The ATR from the last connect or reset, ``None`` before the first connect."""
+        return self._atr
 
     @abc.abstractmethod
     def connect(self) -> bytes: ...
@@ -103,9 +111,9 @@ class Transport(abc.ABC):
     def close(self) -> None: ...
 
     @property
-    @abc.abstractmethod
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
+        return self._closed
 
     def __enter__(self) -> Self:
         self.connect()

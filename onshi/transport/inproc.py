@@ -15,7 +15,13 @@ from collections.abc import Callable
 
 from onshi.profiles.model import DropPhase
 from onshi.trace import ApduTrace, Direction
-from onshi.transport.base import CardLike, CardRemovedError, Transport, lost_contact
+from onshi.transport.base import (
+    CardLike,
+    CardRemovedError,
+    Transport,
+    answer_delay,
+    lost_contact,
+)
 
 
 class InProcessTransport(Transport):
@@ -47,14 +53,6 @@ class InProcessTransport(Transport):
         self._atr: bytes | None = None
         self._powered = False
         self._closed = False
-
-    @property
-    def atr(self) -> bytes | None:
-        return self._atr
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def connect(self) -> bytes:
         self._check_open()
@@ -111,9 +109,7 @@ class InProcessTransport(Transport):
             self.close_hook()
 
     def _apply_latency(self) -> None:
-        delay = self.latency_s
-        if self.jitter_s:
-            delay += self.rng.uniform(-self.jitter_s, self.jitter_s)
+        delay = answer_delay(self.rng, self.latency_s, self.jitter_s)
         if delay > 0:
             self.sleep(delay)
 

@@ -201,14 +201,6 @@ class PcscTransport(Transport):
         self._events: int | None = None
         self._stale_events: int | None = None
 
-    @property
-    def atr(self) -> bytes | None:
-        return self._atr
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def connect(self) -> bytes:
         self._check_open()
         if self._hcard is not None and self._atr is not None:

@@ -29,7 +29,7 @@ from enum import IntEnum
 
 from onshi.profiles.model import DropPhase
 from onshi.trace import ApduTrace, Direction
-from onshi.transport.base import CardLike, lost_contact
+from onshi.transport.base import CardLike, answer_delay, lost_contact
 
 VPCD_PORT = 0x8C7B
 """35963: vpcd's port for slot 0 (slot n listens on 35963 + n)."""
@@ -212,9 +212,7 @@ class VpcdCard:
 
     def _apdu(self, sock: socket.socket, apdu: bytes) -> None:
         self._record(Direction.COMMAND, apdu)
-        delay = self.latency_s
-        if self.jitter_s:
-            delay += self.rng.uniform(-self.jitter_s, self.jitter_s)
+        delay = answer_delay(self.rng, self.latency_s, self.jitter_s)
         if delay > 0:
             self.sleep(delay)
         lost = lost_contact(self.rng, self.drop_rate, self.drop_phase)
