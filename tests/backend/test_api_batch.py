@@ -5,20 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from backend_queries import number_query as item
+
 from onshi.backend.batch import PROCESSING_DELAY_S, BatchWorker
-
-
-def item(row: dict[str, Any]) -> dict[str, Any]:
-    out = {
-        "InsurerNumber": row["insurer_number"],
-        "InsuredIdentificationNumber": row["number"],
-        "Birthdate": row["birthdate"].replace("-", ""),
-    }
-    if row.get("symbol") is not None:
-        out["InsuredCardSymbol"] = row["symbol"]
-    if row.get("branch") is not None:
-        out["InsuredBranchNumber"] = row["branch"]
-    return out
 
 
 def submit(client, headers, items: list[dict[str, Any]], key: str):

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from backend_queries import number_query as _number_query
 from starlette.testclient import TestClient
 
 from onshi.backend.app import create_app
@@ -22,19 +23,6 @@ def _copy(src: Path, dst: Path) -> Path:
     a.close()
     b.close()
     return dst
-
-
-def _number_query(row: dict[str, Any]) -> dict[str, Any]:
-    q = {
-        "InsurerNumber": row["insurer_number"],
-        "InsuredIdentificationNumber": row["number"],
-        "Birthdate": row["birthdate"].replace("-", ""),
-    }
-    if row.get("symbol") is not None:
-        q["InsuredCardSymbol"] = row["symbol"]
-    if row.get("branch") is not None:
-        q["InsuredBranchNumber"] = row["branch"]
-    return q
 
 
 def test_outage_windows_follow_the_injected_clock(

@@ -5,20 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-
-def query(row: dict[str, Any], **extra: str) -> dict[str, Any]:
-    q = {
-        "InsurerNumber": row["insurer_number"],
-        "InsuredIdentificationNumber": row["number"],
-        "Birthdate": row["birthdate"].replace("-", ""),
-        **extra,
-    }
-    if row.get("symbol") is not None:
-        q["InsuredCardSymbol"] = row["symbol"]
-    if row.get("branch") is not None:
-        q["InsuredBranchNumber"] = row["branch"]
-    return q
+from backend_queries import number_query as query
 
 
 @pytest.mark.parametrize(
