@@ -117,16 +117,18 @@ class ApduTrace:
         return cls(entries)
 
     def write_pcap(self, path: str | Path) -> Path:
-        """Write the trace as pcap link type 252 (``tshark -r`` decodes it as ISO 7816)."""
+        """Write the trace as pcap link type 252 (``tshark -r`` decodes it as ISO 7816),
+        creating the file's directory; a failure names the file."""
         from scapy.utils import RawPcapWriter
 
         path = Path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             writer = RawPcapWriter(str(path), linktype=LINKTYPE_UPPER_PDU)
         except OSError as exc:
             raise OnshiError(
-                f"cannot write pcap {path}: {exc.strerror}",
-                fix="give a writable file path (its directory must exist)",
+                f"cannot write the pcap {path}: {exc.strerror or exc}",
+                fix="give a path in a writable directory",
             ) from exc
         with writer:
             writer.write_header(None)  # also makes an empty trace a valid pcap

@@ -236,7 +236,7 @@ def test_ctrl_c_exits_130_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*_args: object, **_kw: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("onshi.commands.facts.summarize", interrupted)
+    monkeypatch.setattr("onshi.profiles.facts.summarize", interrupted)
     result = invoke("card", "list")
     assert result.exit_code == 130
     assert result.stdout == "" and result.stderr == ""
@@ -246,7 +246,7 @@ def test_internal_errors_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) -
     def broken(*_args: object, **_kw: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("onshi.commands.facts.summarize", broken)
+    monkeypatch.setattr("onshi.profiles.facts.summarize", broken)
     result = CliRunner().invoke(main, ["card", "list"])
     assert isinstance(result.exception, ZeroDivisionError)
 

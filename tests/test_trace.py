@@ -189,7 +189,14 @@ def test_foreign_pcap_without_atr_marks_uses_position(tmp_path: Path) -> None:
     assert [e.timestamp for e in back] == [1.25] * 3
 
 
+def test_pcap_directory_is_created(tmp_path: Path) -> None:
+    path = sample().write_pcap(tmp_path / "new-dir" / "t.pcap")
+    assert len(ApduTrace.read_pcap(path)) == len(sample())
+
+
 def test_unwritable_pcap_path_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(OnshiError, match="cannot write pcap") as info:
-        sample().write_pcap(tmp_path / "missing-dir" / "t.pcap")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OnshiError, match="cannot write the pcap") as info:
+        sample().write_pcap(blocker / "t.pcap")
     assert info.value.fix

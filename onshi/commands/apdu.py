@@ -97,7 +97,7 @@ def apdu(
     Each HEX is one command APDU, e.g. 00A4040C0AD392F000260100000001 (spaces allowed inside
     quotes). Prints each command and answer decoded: hex, meaning, lengths, status word, timing.
     """
-    from onshi.commands.exchange import exchange
+    from onshi.exchange import exchange
     from onshi.trace import ApduTrace
     from onshi.transport import PcscTransport
 

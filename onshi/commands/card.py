@@ -39,8 +39,8 @@ def list_cards(as_json: bool, today: dt.date | None) -> None:
     For each: the situation it models, its kind (token), PIN tries left and the state of its
     two certificates (valid / expiring / expired / not yet valid / revoked / absent).
     """
-    from onshi.commands.facts import summarize
     from onshi.profiles import list_profiles
+    from onshi.profiles.facts import summarize
 
     day = today or dt.date.today()
     rows = [summarize(p, day) for p in list_profiles(today=day)]
@@ -67,7 +67,7 @@ def show_card(name: str, as_json: bool, today: dt.date | None) -> None:
     emulated card answers for, and behaviour. NAME_OR_PATH is a profile name from
     `onshi card list` or the path of a profile YAML file.
     """
-    from onshi.commands.facts import describe_profile
+    from onshi.profiles.facts import describe_profile
 
     day = today or dt.date.today()
     profile = load_profile_arg(name, day)

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from onshi.errors import OnshiError
-
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -43,18 +41,9 @@ def load_profile_arg(name_or_path: str, today: dt.date | None) -> CardProfile:
     return load_profile(name_or_path, today=today)
 
 
-def write_pcap(trace: ApduTrace | None, path: Path, console: Console | None = None) -> Path:
-    """Write ``trace`` to ``path`` (creating its directory); a failure names the file."""
-    if trace is None:
-        raise AssertionError("write_pcap needs a trace")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        trace.write_pcap(path)
-    except OSError as error:
-        raise OnshiError(
-            f"cannot write the pcap {path}: {error.strerror or error}",
-            fix="give --pcap a path in a writable directory",
-        ) from error
+def write_pcap(trace: ApduTrace, path: Path, console: Console | None = None) -> Path:
+    """Write ``trace`` to ``path`` and say so on ``console``."""
+    trace.write_pcap(path)
     if console is not None:
         console.print(f"pcap: {path} ({len(trace)} records)")
     return path

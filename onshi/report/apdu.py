@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from onshi.commands.exchange import Exchange, printable_text
+from onshi.exchange import Exchange, printable_text
 
 MAX_DATA_BYTES_SHOWN = 16
 """Long answers (certificates) are cut in the table; ``--json`` always carries every byte."""

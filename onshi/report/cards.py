@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from onshi.commands.facts import CertificateFacts, CertState, ProfileDetail, ProfileSummary
+from onshi.profiles.facts import CertificateFacts, CertState, ProfileDetail, ProfileSummary
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 """Certificate dates are shown in Japan time: the test PKI starts validity at 00:00 JST."""

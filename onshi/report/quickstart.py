@@ -7,9 +7,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from onshi.commands.eligibility import copay_text
-from onshi.commands.quickstart import QuickstartResult
-from onshi.commands.steps import StepStatus
+from onshi.quickstart.eligibility import copay_text
+from onshi.quickstart.run import QuickstartResult
+from onshi.quickstart.steps import StepStatus
 
 STATUS_STYLE = {
     StepStatus.PASSED: "green",

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from onshi.card import Card
-from onshi.commands.cardpath import CARD_PATH, CardPathContext
-from onshi.commands.facts import profile_crl
-from onshi.commands.quickstart import challenge_from_seed
-from onshi.commands.steps import StepRunner, StepStatus
 from onshi.pki import TestPKI
 from onshi.profiles import load_profile
+from onshi.profiles.facts import profile_crl
+from onshi.quickstart.cardpath import CARD_PATH, CardPathContext
+from onshi.quickstart.run import challenge_from_seed
+from onshi.quickstart.steps import StepRunner, StepStatus
 from onshi.transport import InProcessTransport
 
 TODAY = dt.date(2026, 6, 1)

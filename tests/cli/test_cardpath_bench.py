@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from onshi.card import Card
-from onshi.commands.cardpath import CARD_PATH, CardPathContext
-from onshi.commands.facts import profile_crl
-from onshi.commands.quickstart import challenge_from_seed
 from onshi.pki import TestPKI
 from onshi.profiles import load_profile
+from onshi.profiles.facts import profile_crl
+from onshi.quickstart.cardpath import CARD_PATH, CardPathContext
+from onshi.quickstart.run import challenge_from_seed
 from onshi.transport import InProcessTransport, PcscTransport, PrivatePcscd, Transport
 
 pytestmark = pytest.mark.bench

@@ -15,8 +15,11 @@ from onshi.backend.server import RunningServer, start_server
 from onshi.backend.store import Store
 from onshi.card import Card
 from onshi.card.kenhojo import basic4_record
-from onshi.commands.cardpath import CARD_PATH
-from onshi.commands.eligibility import (
+from onshi.pki import TestPKI
+from onshi.profiles import load_profile
+from onshi.profiles.facts import profile_crl
+from onshi.quickstart.cardpath import CARD_PATH
+from onshi.quickstart.eligibility import (
     ELIGIBILITY_PATH,
     EligibilityContext,
     copay_text,
@@ -24,11 +27,8 @@ from onshi.commands.eligibility import (
     parse_basic4,
     record_length,
 )
-from onshi.commands.facts import profile_crl
-from onshi.commands.quickstart import BACKEND_APP, challenge_from_seed, population_profile
-from onshi.commands.steps import StepResult, StepRunner, StepStatus
-from onshi.pki import TestPKI
-from onshi.profiles import load_profile
+from onshi.quickstart.run import BACKEND_APP, challenge_from_seed, population_profile
+from onshi.quickstart.steps import StepResult, StepRunner, StepStatus
 from onshi.transport import InProcessTransport
 
 AT = dt.datetime.now(dt.UTC)

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from onshi.commands.facts import add_months, check_state, declared_state
 from onshi.pki import TestPKI
 from onshi.profiles import load_profile
+from onshi.profiles.facts import add_months, check_state, declared_state
 
 TODAY = dt.date(2026, 11, 30)
 AT = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)  # what describe_profile uses

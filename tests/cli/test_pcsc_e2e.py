@@ -413,9 +413,9 @@ def test_readers_table(tmp_path: Path, env: dict[str, str], serve: ServeFactory)
 def test_run_quickstart_composes_extra_steps(tmp_path: Path) -> None:
     """Later phases (a bounded load test) are steps appended to the list: they run after the
     card path, inside the same bound, with the stack still up."""
-    from onshi.commands.cardpath import CARD_PATH
-    from onshi.commands.quickstart import SETUP, QuickstartContext, run_quickstart
-    from onshi.commands.steps import Outcome, Step, StepStatus
+    from onshi.quickstart.cardpath import CARD_PATH
+    from onshi.quickstart.run import SETUP, QuickstartContext, run_quickstart
+    from onshi.quickstart.steps import Outcome, Step, StepStatus
 
     seen: dict[str, object] = {}
 

@@ -15,11 +15,11 @@ from types import SimpleNamespace
 from rich.console import Console, RenderableType
 
 from onshi.apdu import CommandAPDU, ResponseAPDU
-from onshi.commands.exchange import Exchange
-from onshi.commands.facts import CertState, ProfileSummary, declared_state, headline
-from onshi.commands.quickstart import QuickstartResult
-from onshi.commands.steps import StepResult, StepStatus
+from onshi.exchange import Exchange
+from onshi.profiles.facts import CertState, ProfileSummary, declared_state, headline
 from onshi.profiles.model import CertSpec
+from onshi.quickstart.run import QuickstartResult
+from onshi.quickstart.steps import StepResult, StepStatus
 from onshi.report.apdu import exchanges_table
 from onshi.report.cards import profiles_table
 from onshi.report.quickstart import quickstart_view

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from onshi.commands.steps import (
+from onshi.errors import OnshiError
+from onshi.quickstart.steps import (
     Cancelled,
     Outcome,
     Resources,
@@ -17,7 +18,6 @@ from onshi.commands.steps import (
     StepRunner,
     StepStatus,
 )
-from onshi.errors import OnshiError
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The PIN-mode eligibility flow of a face-recognition reader against the reference backend.
 
-After the card path (:mod:`onshi.commands.cardpath`), a reader in PIN mode reads the holder's
+After the card path (:mod:`onshi.quickstart.cardpath`), a reader in PIN mode reads the holder's
 基本4情報 (券面事項入力補助AP, EF 0002, behind the 4-digit text PIN), asks the backend for a
 challenge (``POST /v1/challenges``), has the card sign it (VERIFY the auth PIN, then
 ``80 2A 00 80`` over the SHA-256 DigestInfo of the challenge bytes: openapi.yaml says the
@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from onshi.commands.cardpath import (
+from onshi.quickstart.cardpath import (
     EF_AUTH_KEY,
     EF_AUTH_PIN,
     SHA256_DIGEST_INFO_PREFIX,
@@ -34,7 +34,7 @@ from onshi.commands.cardpath import (
     _select_jpki,
     _verify,
 )
-from onshi.commands.steps import Outcome, Step, StepFailed
+from onshi.quickstart.steps import Outcome, Step, StepFailed
 
 KENHOJO_AID = bytes.fromhex("D3921000310001010408")
 """券面事項入力補助AP (card_apdu.md §1)."""
@@ -297,4 +297,4 @@ ELIGIBILITY_PATH: tuple[Step[EligibilityContext], ...] = (
     Step(name="sign_challenge", title="VERIFY PIN, sign the challenge", run=sign_backend_challenge),
     Step(name="eligibility", title="POST /v1/eligibility/card (pin)", run=check_eligibility),
 )
-"""The backend half of a PIN-mode 資格確認, after :data:`~onshi.commands.cardpath.CARD_PATH`."""
+"""The backend half of a PIN-mode 資格確認, after :data:`~onshi.quickstart.cardpath.CARD_PATH`."""

@@ -18,8 +18,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from onshi.commands.facts import add_months
-from onshi.commands.steps import Outcome, Step, StepFailed
+from onshi.profiles.facts import add_months
+from onshi.quickstart.steps import Outcome, Step, StepFailed
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -67,10 +67,10 @@ class CardPathContext:
     pin_tries: int | None = None
     signature: bytes | None = None
     exchanges: list[Any] = field(default_factory=list)
-    """Every :class:`~onshi.commands.exchange.Exchange`, in order."""
+    """Every :class:`~onshi.exchange.Exchange`, in order."""
 
     def send(self, command: CommandAPDU) -> ResponseAPDU:
-        from onshi.commands.exchange import exchange
+        from onshi.exchange import exchange
 
         result = exchange(self.transport, command)
         self.exchanges.append(result)
