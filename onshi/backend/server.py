@@ -25,7 +25,6 @@ import http.client
 import importlib
 import ipaddress
 import json
-import logging
 import os
 import shutil
 import signal
@@ -41,17 +40,16 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from onshi.backend.accesslog import AccessLog, log_config
 from onshi.backend.admin import AdminApp, ControlStore, ControlSync
 from onshi.backend.faults import (
     ABORT_SCOPE_KEY,
     ASGIApp,
     FaultConfig,
     FaultInjector,
-    Message,
     Receive,
     Scope,
     Send,
-    classify_route,
 )
 from onshi.errors import OnshiError
 
@@ -61,7 +59,6 @@ ENV_ADMIN_TOKEN = "ONSHI_ADMIN_TOKEN"
 PROTOCOL = "onshi.backend.server:AbortableHttpToolsProtocol"
 ARRIVED_SCOPE_KEY = "onshi.arrived"
 """Scope key: `time.monotonic()` when the request's first bytes were parsed (set by the server)."""
-ACCESS_LOG = logging.getLogger("onshi.backend.access")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -169,52 +166,6 @@ class ConcurrencyLimiter:
         ]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def redact_path(path: str) -> str:
-    """The path with every segment of 3+ digits or 24+ characters replaced by `{n}` (and no
-    query string), so numbers (受付番号, 被保険者番号) and patient tokens never reach the log."""
-    return "/".join(
-        "{n}" if sum(c.isdigit() for c in seg) >= 3 or len(seg) >= 24 else seg
-        for seg in path.split("/")
-    )
-
-
-class AccessLog:
-    """ASGI middleware: one log line per request (method, redacted path, status, ms, class)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 0
-        started = time.perf_counter()
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.counts["requests"] += 1
-            self.counts[f"status_{status // 100}xx" if status else "no_response"] += 1
-            if ACCESS_LOG.isEnabledFor(logging.INFO):
-                ACCESS_LOG.info(
-                    '%s "%s %s" %s %.1fms %s',
-                    (scope.get("client") or ("-",))[0],
-                    scope["method"],
-                    redact_path(scope["path"]),
-                    status or "-",
-                    (time.perf_counter() - started) * 1000.0,
-                    classify_route(scope["path"]) or "-",
-                )
 
 
 class Health:
@@ -349,21 +300,6 @@ def check_host(host: str, *, allow_non_loopback: bool) -> None:
         )
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    fmt = {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
-    handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": fmt},
-        "handlers": {"stderr": handler},
-        "loggers": {
-            name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
-            for name in ("uvicorn", "onshi")
-        },
-    }
-
-
 def run_server(
     app: str,
     *,
@@ -409,7 +345,7 @@ def run_server(
         loop="uvloop",
         http=PROTOCOL,
         access_log=False,
-        log_config=_log_config(log_level),
+        log_config=log_config(log_level),
         log_level=log_level,
         timeout_graceful_shutdown=5,
         server_header=False,

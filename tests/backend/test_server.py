@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from test_faults import ADMIN, request, start_probe_server
 
+from onshi.backend.accesslog import redact_path
 from onshi.backend.server import (
     ARRIVED_SCOPE_KEY,
     ConcurrencyLimiter,
@@ -22,7 +23,6 @@ from onshi.backend.server import (
     check_host,
     load_app_factory,
     main,
-    redact_path,
     start_server,
 )
 from onshi.errors import OnshiError
