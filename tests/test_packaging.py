@@ -87,3 +87,35 @@ def test_installed_wheel_finds_its_profiles(wheel: Path, tmp_path: Path) -> None
     assert out[0].startswith(str(site))
     assert int(out[1]) == len(list((ROOT / "card_profiles").glob("*.yaml")))
     assert out[2].startswith(str(site))
+
+
+def test_wheel_carries_the_license(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "Apache License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+
+
+def test_editable_install_is_quiet_and_finds_profiles(tmp_path: Path) -> None:
+    """The set-up's editable install prints no setuptools warning (a plain layout, so setuptools
+    uses a .pth entry rather than a meta-path finder) and still finds the shipped profiles."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    install = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "--no-deps", "-e", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    assert "Editable installation" not in install.stderr
+    assert "SetuptoolsWarning" not in install.stderr
+    probe = "import importlib.resources as r; print(r.files('onshi.card_profiles') / 'valid.yaml')"
+    out = subprocess.run(
+        [str(venv / "bin/python"), "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.strip()
+    assert Path(out).is_file()
