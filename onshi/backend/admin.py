@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from onshi.backend.auth import ApiProblem
 from onshi.backend.faults import (
     ActiveFaults,
     ASGIApp,
@@ -74,12 +75,19 @@ class ControlState:
 
 
 class ControlStore:
-    """The `control` table in the backend database (its own connection, WAL like the Store)."""
+    """The `control` table in the backend database (its own connection, WAL like the Store).
+
+    One connection, usable from any thread (`check_same_thread=False`; Python's sqlite3 is
+    built serialized): a worker uses it from its event loop only, but test clients (Starlette's,
+    schemathesis's) run the app in a portal thread that can differ from the one that built it.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            self._db = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -232,6 +240,7 @@ class AdminApp:
         if scheme.lower() != "bearer" or not token.strip():
             return 401, _problem(
                 401,
+                "Unauthorized",
                 "the admin endpoint needs a bearer token",
                 "send Authorization: Bearer <admin token>",
             )
@@ -240,6 +249,7 @@ class AdminApp:
         ):
             return 403, _problem(
                 403,
+                "Forbidden",
                 "this token may not use the admin endpoint",
                 "use the admin token the server was started with (--admin-token "
                 "or ONSHI_ADMIN_TOKEN)",
@@ -264,14 +274,21 @@ class AdminApp:
         if path not in routes:
             return (
                 404,
-                _problem(404, f"no admin resource {path}", f"use one of {sorted(routes)}"),
+                _problem(
+                    404, "Not found", f"no admin resource {path}", f"use one of {sorted(routes)}"
+                ),
                 [],
             )
         if method not in routes[path]:
             allow = ", ".join(routes[path]).encode()
             return (
                 405,
-                _problem(405, f"{method} is not allowed on {path}", "use " + allow.decode()),
+                _problem(
+                    405,
+                    "Method not allowed",
+                    f"{method} is not allowed on {path}",
+                    "use " + allow.decode(),
+                ),
                 [(b"allow", allow)],
             )
         store = self.control.store
@@ -285,12 +302,20 @@ class AdminApp:
             try:
                 data = json.loads(await _read_body(receive))
             except (ValueError, OverflowError) as exc:
-                return 400, _problem(400, f"the body is not JSON: {exc}", "send a JSON object"), []
+                return (
+                    400,
+                    _problem(400, "Malformed JSON", f"the body is not JSON: {exc}", "send JSON"),
+                    [],
+                )
             if path == "/admin/faults":
                 try:
                     config = FaultConfig.from_dict(data, source="PUT /admin/faults body")
                 except FaultConfigError as exc:
-                    return 422, _problem(422, exc.message, exc.fix), []
+                    return (
+                        422,
+                        _problem(422, "Invalid fault configuration", exc.message, exc.fix),
+                        [],
+                    )
                 state = store.set_faults(config)
             else:
                 enabled = data.get("enabled") if isinstance(data, dict) else None
@@ -299,6 +324,7 @@ class AdminApp:
                         422,
                         _problem(
                             422,
+                            "Invalid request field",
                             "enabled must be true or false",
                             'send {"enabled": true} or {"enabled": false}',
                         ),
@@ -335,8 +361,9 @@ def _state_body(state: ControlState) -> dict[str, Any]:
     }
 
 
-def _problem(status: int, detail: str, fix: str | None) -> dict[str, Any]:
-    return {"status": status, "detail": detail, "fix": fix}
+def _problem(status: int, title: str, detail: str, fix: str | None) -> dict[str, Any]:
+    """The same RFC 9457 document as the API's (type, title, status, detail, fix)."""
+    return ApiProblem(status, title, detail, fix=fix).body()
 
 
 async def _read_body(receive: Receive) -> bytes:

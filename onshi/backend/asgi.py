@@ -4,13 +4,15 @@ Why not a framework: the card-eligibility path has a budget of a fraction of a m
 request in one process, and a general router, request object and middleware stack cost about
 a fifth of it. Every route of the contract is a fixed path or a fixed prefix plus one segment,
 so a dict lookup routes; headers are decoded once into a dict. Unknown paths are 404 and known
-paths with another method 405, both as problem documents (``on_error``).
+paths with another method 405 with the ``Allow`` header RFC 9110 requires, both as problem
+documents (``on_error``). Any method token is routed this way (TRACE, CONNECT, custom ones).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -130,11 +132,10 @@ class Router:
                 methods = entry[1]
         if methods is None:
             response = self._on_error(request, 404)
+        elif (handler := methods.get(scope["method"])) is not None:
+            response = await handler(request)
         else:
-            handler = methods.get(scope["method"])
-            response = (
-                await handler(request) if handler is not None else self._on_error(request, 405)
-            )
+            response = method_not_allowed(self._on_error(request, 405), methods)
         await response.send(send)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
@@ -152,6 +153,12 @@ class Router:
         await manager.__aexit__(None, None, None)
         if message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
+
+
+def method_not_allowed(response: Response, methods: Iterable[str]) -> Response:
+    """``response`` with ``Allow`` listing the resource's methods (RFC 9110 §15.5.6)."""
+    allow = ("Allow", ", ".join(sorted(methods)))
+    return dataclasses.replace(response, headers=(*response.headers, allow))
 
 
 @contextlib.asynccontextmanager

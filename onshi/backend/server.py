@@ -42,6 +42,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from onshi.backend.accesslog import AccessLog, log_config
 from onshi.backend.admin import AdminApp, ControlStore, ControlSync
+from onshi.backend.auth import ApiProblem
 from onshi.backend.faults import (
     ABORT_SCOPE_KEY,
     ASGIApp,
@@ -178,6 +179,15 @@ class Health:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/healthz":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] != "GET":  # TRACE, PUT, ... : 405 with Allow, as the API answers
+            detail = f"{scope['method']} is not allowed on /healthz"
+            problem = ApiProblem(405, "Method not allowed", detail, fix="use GET")
+            body = json.dumps(problem.body()).encode()
+            headers = [(b"content-type", b"application/problem+json"), (b"allow", b"GET")]
+            headers.append((b"content-length", b"%d" % len(body)))
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
         state = self.control.current()
         body = json.dumps(
