@@ -10,6 +10,7 @@ import click
 from onshi.commands.params import PROFILE_HELP, sigterm_unwinds
 from onshi.quickstart.run import (
     CARD_ONLY_STEPS,
+    CLEANUP_TIMEOUT,
     DEFAULT_PCAP,
     DEFAULT_STEPS,
     DEFAULT_TIMEOUT,
@@ -40,7 +41,8 @@ from onshi.quickstart.run import (
     default=DEFAULT_TIMEOUT,
     show_default=True,
     metavar="SECONDS",
-    help="Hard bound on the whole run; everything started is stopped when it passes.",
+    help="Hard bound on the steps; stopping everything started then takes at most "
+    f"{CLEANUP_TIMEOUT:g} s more.",
 )
 @click.option(
     "--seed", default="0", show_default=True, help="Seed of the challenge the card signs."

@@ -16,6 +16,7 @@ import hashlib
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,13 @@ if TYPE_CHECKING:
 
 DEFAULT_PCAP = Path("out/quickstart.pcap")
 DEFAULT_TIMEOUT = 60.0
-"""Hard bound on the whole run: key generation on a cold cache, pcscd start and the card path."""
+"""Hard bound on the steps: key generation on a cold cache, pcscd start and the card path."""
+CLEANUP_TIMEOUT = 5.0
+"""Stopping what the run started adds at most this much to ``timeout`` (enforced): the server
+and pcscd each get :data:`STOP_GRACE` after SIGTERM before SIGKILL, and a step still running
+then is given what is left to notice that its resources are gone."""
+STOP_GRACE = 2.0
+"""How long a stopped server or pcscd may take to exit on SIGTERM before it is killed."""
 READER_SLOT = 0
 CARD_PRESENT_TIMEOUT = 5.0
 """pcscd notices a card that connected to vpcd at its next poll (~0.4 s); wait that long."""
@@ -56,6 +63,9 @@ class QuickstartContext(EligibilityContext):
     trace: Any = None
     """The :class:`~onshi.trace.ApduTrace` the host side records (written as the pcap)."""
     notes: list[str] = field(default_factory=list)
+    expire: Callable[[], None] = lambda: None
+    """Lets the run's deadline pass now (:meth:`~onshi.quickstart.steps.StepRunner.expire`):
+    a test step puts the timeout inside a chosen phase without racing a real clock."""
 
 
 def seed_population(ctx: QuickstartContext) -> Outcome:
@@ -98,7 +108,7 @@ def start_backend(ctx: QuickstartContext) -> Outcome:
     server = start_server(BACKEND_APP, db_path=ctx.db_path, timeout_s=remaining)
 
     def stop() -> None:
-        server.stop(timeout=5.0)
+        server.stop(timeout=STOP_GRACE)
         shutil.rmtree(server.log_path.parent, ignore_errors=True)
 
     ctx.resources.callback(stop)  # stops it at once if the run was already abandoned
@@ -167,7 +177,7 @@ def start_pcscd(ctx: QuickstartContext) -> Outcome:
     """A private pcscd in its own network + mount namespace (vpcd never listens outside)."""
     from onshi.transport import PrivatePcscd
 
-    ctx.pcscd = ctx.resources.adopt(PrivatePcscd())
+    ctx.pcscd = ctx.resources.adopt(PrivatePcscd(stop_timeout=STOP_GRACE))
     return Outcome(f"socket {ctx.pcscd.socket_path}")
 
 
@@ -217,6 +227,7 @@ class QuickstartResult:
     apdus: int
     pcap: Path | None
     seconds: float
+    """The whole run, clean-up included: at most ``timeout`` + :data:`CLEANUP_TIMEOUT`."""
     timeout: float
     eligibility: dict[str, Any] | None = None
     """What the backend answered (see :func:`~onshi.quickstart.eligibility.eligibility_summary`);
@@ -242,6 +253,21 @@ class QuickstartResult:
         }
 
 
+def cleanup_failure(closed: bool, ended: bool, bound: float) -> StepResult:
+    """The ``cleanup`` step that says what was still running when the clean-up bound passed."""
+    left = [
+        *([] if closed else ["stopping the started processes"]),
+        *([] if ended else ["a step that did not notice the stop"]),
+    ]
+    return StepResult(
+        name="cleanup",
+        title="stop what the run started",
+        status=StepStatus.FAILED,
+        detail=f"clean-up did not finish within {bound:g} s: {' and '.join(left)} still running",
+        seconds=bound,
+    )
+
+
 def challenge_from_seed(seed: str) -> bytes:
     """The 32-byte challenge the card signs: deterministic, so runs are reproducible."""
     return hashlib.sha256(f"onshi quickstart challenge/{seed}".encode()).digest()
@@ -256,11 +282,14 @@ def run_quickstart(
     pin: str | None = None,
     steps: tuple[Step[Any], ...] = DEFAULT_STEPS,
     now: dt.datetime | None = None,
+    cleanup_timeout: float = CLEANUP_TIMEOUT,
 ) -> QuickstartResult:
-    """Run ``steps`` (set-up, then the card path) within ``timeout`` seconds and tear down.
+    """Run ``steps`` (set-up, then the card path) within ``timeout`` seconds and tear down
+    within ``cleanup_timeout`` more: the run returns by then whatever blocks.
 
     A set-up failure the user can fix (pcscd missing, not root) is re-raised as its
-    :class:`~onshi.errors.OnshiError` after clean-up; card-path failures are in the result.
+    :class:`~onshi.errors.OnshiError` after clean-up; card-path failures are in the result,
+    and so is a clean-up that did not finish in time (a failed ``cleanup`` step).
     """
     from onshi.pki import TestPKI
     from onshi.profiles import load_profile
@@ -281,11 +310,17 @@ def run_quickstart(
         pin=pin,
     )
     runner = StepRunner(steps, ctx)
+    ctx.expire = runner.expire
     try:
         results = runner.run(timeout)
     finally:
-        resources.close()
-        runner.join(5.0)
+        cleanup_deadline = time.monotonic() + cleanup_timeout
+        closed = resources.close(timeout=cleanup_timeout)
+        # An abandoned step may still be starting something: it stops that itself when it
+        # finds the resources closed, if it gets there before the bound.
+        ended = runner.join(cleanup_deadline - time.monotonic())
+    if not (closed and ended):
+        results += (cleanup_failure(closed, ended, cleanup_timeout),)
     if runner.crash is not None:
         raise runner.crash
     if runner.setup_error is not None:

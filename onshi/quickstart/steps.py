@@ -5,7 +5,9 @@ load-test phase is more steps appended to the list. Each step is a plain functio
 context that returns a one-line detail or raises :class:`StepFailed`. The runner times every
 step, stops at the first failure (the rest are reported as skipped), and runs the steps in a
 worker thread so that the caller's deadline holds even when a step blocks in C code (pyscard):
-on timeout the caller tears the stack down, which unblocks the worker.
+on timeout the caller tears the stack down, which unblocks the worker. Clean-up is bounded too
+(:meth:`Resources.close` with a timeout), so a run ends within its timeout plus the clean-up
+bound whatever a step or a stopping process does.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class Resources:
         self._stack = ExitStack()
         self._lock = threading.Lock()
         self._closed = False
+        self._closing = threading.Event()
 
     def adopt(self, manager: AbstractContextManager[T]) -> T:
         value = manager.__enter__()
@@ -116,10 +119,26 @@ class Resources:
         fn()
         raise Cancelled("the run was stopped")
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop everything adopted, newest first; True once all of it has stopped.
+
+        With ``timeout``, return False when clean-up has not finished by then (it goes on in a
+        daemon thread): a stuck stop must not hold the caller past its own time bound.
+        """
         with self._lock:
             self._closed = True
-        self._stack.close()
+        self._closing.set()
+        if timeout is None:
+            self._stack.close()
+            return True
+        closer = threading.Thread(target=self._stack.close, name="onshi-cleanup", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        return not closer.is_alive()
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Block until :meth:`close` has been called (tests: a step that outlives the deadline)."""
+        return self._closing.wait(timeout)
 
 
 class StepRunner(Generic[C]):
@@ -142,20 +161,24 @@ class StepRunner(Generic[C]):
         self._setup_error: OnshiError | None = None
         self._crash: BaseException | None = None
         self._worker: threading.Thread | None = None
+        self._finished = False
+        self._wake = threading.Event()
+        """Set when the worker is done or :meth:`expire` is called: what :meth:`run` waits for."""
 
     def run(self, timeout: float) -> tuple[StepResult, ...]:
-        """Run every step; after ``timeout`` seconds the running step is reported as failed
-        ("timed out") and the rest as skipped. The caller then closes its resources."""
+        """Run every step; after ``timeout`` seconds (or at :meth:`expire`) the running step
+        is reported as failed ("timed out") and the rest as skipped. The caller then closes its
+        resources."""
         self._worker = threading.Thread(target=self._work, name="onshi-steps", daemon=True)
         self._worker.start()
         try:
-            self._worker.join(timeout)
+            self._wake.wait(timeout)
         except BaseException:  # Ctrl-C: the worker must not start anything more
             with self._lock:
                 self._abandoned = True
             raise
         with self._lock:
-            if self._worker.is_alive():
+            if not self._finished:
                 self._abandoned = True
                 if self._current is not None:
                     step, started = self._current
@@ -179,10 +202,18 @@ class StepRunner(Generic[C]):
         ]
         return tuple(results)
 
-    def join(self, timeout: float) -> None:
-        """Wait for an abandoned worker to notice that its resources are gone."""
-        if self._worker is not None:
-            self._worker.join(timeout)
+    def expire(self) -> None:
+        """Let the deadline pass now, as if ``timeout`` had run out: tests use it to put the
+        deadline inside a chosen step deterministically, instead of racing a real clock."""
+        self._wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for an abandoned worker to notice that its resources are gone; True if it
+        has ended (or never started)."""
+        if self._worker is None:
+            return True
+        self._worker.join(max(0.0, timeout))
+        return not self._worker.is_alive()
 
     @property
     def crash(self) -> BaseException | None:
@@ -195,6 +226,14 @@ class StepRunner(Generic[C]):
         return self._setup_error
 
     def _work(self) -> None:
+        try:
+            self._work_steps()
+        finally:
+            with self._lock:
+                self._finished = True
+            self._wake.set()
+
+    def _work_steps(self) -> None:
         for step in self.steps:
             started = self.clock()
             with self._lock:

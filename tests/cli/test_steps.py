@@ -1,9 +1,13 @@
-"""The step runner behind ``onshi quickstart``: order, first failure, hard timeout, clean-up."""
+"""The step runner behind ``onshi quickstart``: order, first failure, hard timeout, clean-up.
+
+No test races the runner's timeout against real work: a step that must outlive the deadline
+blocks on an event that is set only after the run returned, and the deadline is made to pass
+inside it with :meth:`StepRunner.expire` (or a timeout that only it can reach).
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -24,6 +28,13 @@ from onshi.quickstart.steps import (
 class Ctx:
     log: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    runner: StepRunner[Ctx] | None = None
+
+    def expire_and_block(self) -> None:
+        """The deadline passes now, while this step still runs: it blocks until released."""
+        assert self.runner is not None
+        self.runner.expire()
+        assert self.release.wait(30), "the test never released the step"
 
 
 def ok(name: str) -> Step[Ctx]:
@@ -91,21 +102,45 @@ def test_a_bug_in_a_step_is_kept_as_a_crash() -> None:
 
 def test_timeout_fails_the_running_step_and_skips_the_rest() -> None:
     def block(ctx: Ctx) -> Outcome:
-        ctx.release.wait(10)
+        ctx.expire_and_block()
         ctx.log.append("late")
         return Outcome("too late")
 
     ctx = Ctx()
     runner = StepRunner([ok("a"), Step(name="block", title="t", run=block), ok("c")], ctx)
-    started = time.monotonic()
-    results = runner.run(timeout=0.3)
-    assert time.monotonic() - started < 2
+    ctx.runner = runner
+    results = runner.run(timeout=60)  # returns while "block" is still blocked
     assert [r.status for r in results] == [StepStatus.PASSED, StepStatus.FAILED, StepStatus.SKIPPED]
-    assert results[1].detail == "timed out: the run's 0.3 s bound passed in this step"
+    assert results[1].detail == "timed out: the run's 60 s bound passed in this step"
+    assert not runner.join(0)  # the worker is still in the blocked step
     ctx.release.set()  # what tearing the stack down does to a blocked exchange
-    runner.join(5)
+    assert runner.join(30)
     assert ctx.log == ["a", "late"]  # the abandoned worker ran nothing after the blocked step
     assert len(results) == 3
+
+
+def test_the_real_timeout_fires_in_a_step_that_cannot_finish() -> None:
+    def block(ctx: Ctx) -> Outcome:
+        assert ctx.release.wait(30)
+        return Outcome("too late")
+
+    ctx = Ctx()
+    runner = StepRunner([Step(name="block", title="t", run=block)], ctx)
+    try:
+        (result,) = runner.run(timeout=0.01)
+    finally:
+        ctx.release.set()
+    assert result.status is StepStatus.FAILED and result.detail.startswith("timed out")
+    assert runner.join(30)
+
+
+def test_a_run_that_finishes_is_not_reported_as_timed_out() -> None:
+    """The runner decides from the worker's own record, not from whether its thread is still
+    alive a moment after its last step."""
+    for _ in range(200):
+        ctx = Ctx()
+        results = StepRunner([ok("a")], ctx).run(timeout=60)
+        assert [r.status for r in results] == [StepStatus.PASSED]
 
 
 class Tracked:
@@ -144,20 +179,38 @@ def test_resources_adopted_after_close_are_stopped_at_once() -> None:
 def test_timeout_then_close_stops_a_resource_started_late() -> None:
     log: list[str] = []
     resources = Resources()
-    gate = threading.Event()
 
     def slow_start(ctx: Ctx) -> Outcome:
-        gate.wait(5)
+        ctx.expire_and_block()
         resources.adopt(Tracked(log, "late"))
         return Outcome("started")
 
-    runner = StepRunner([Step(name="s", title="t", run=slow_start, setup=True)], Ctx())
-    (result,) = runner.run(timeout=0.1)
+    ctx = Ctx()
+    runner = StepRunner([Step(name="s", title="t", run=slow_start, setup=True)], ctx)
+    ctx.runner = runner
+    (result,) = runner.run(timeout=60)
     assert result.status is StepStatus.FAILED
     resources.close()
-    gate.set()
-    runner.join(5)
+    ctx.release.set()
+    assert runner.join(30)
     assert log == ["start late", "stop late"]
+
+
+def test_close_with_a_timeout_returns_while_a_stop_is_stuck() -> None:
+    """The clean-up bound: a stop that never ends (an event never set) does not hold the
+    caller; the stops after it in the stack still ran first (newest first)."""
+    log: list[str] = []
+    stuck = threading.Event()
+    resources = Resources()
+    resources.callback(lambda: stuck.wait(30))
+    resources.adopt(Tracked(log, "pcscd"))
+    try:
+        assert resources.close(timeout=0.01) is False
+        assert log == ["start pcscd", "stop pcscd"]
+        assert resources.wait_closed(0)
+    finally:
+        stuck.set()
+    assert Resources().close(timeout=30) is True
 
 
 def test_a_setup_error_after_the_deadline_is_the_timeouts_not_the_users() -> None:
@@ -165,15 +218,16 @@ def test_a_setup_error_after_the_deadline_is_the_timeouts_not_the_users() -> Non
     (e.g. the server lost its database); that is the timeout, not a user error to re-raise."""
 
     def starting(ctx: Ctx) -> Outcome:
-        ctx.release.wait(5)
+        ctx.expire_and_block()
         raise OnshiError("the backend server did not answer /healthz", fix="read its log")
 
     ctx = Ctx()
     runner = StepRunner([Step(name="backend", title="b", run=starting, setup=True)], ctx)
-    (result,) = runner.run(0.05)
+    ctx.runner = runner
+    (result,) = runner.run(60)
     assert result.status is StepStatus.FAILED and result.detail.startswith("timed out")
     ctx.release.set()
-    runner.join(5)
+    assert runner.join(30)
     assert runner.setup_error is None
 
 
@@ -182,13 +236,14 @@ def test_a_crash_after_the_deadline_is_not_a_bug_to_re_raise() -> None:
     temp dir); what it raises then is a consequence of the timeout."""
 
     def seeding(ctx: Ctx) -> Outcome:
-        ctx.release.wait(5)
+        ctx.expire_and_block()
         raise FileNotFoundError("population.db.seeding")
 
     ctx = Ctx()
     runner = StepRunner([Step(name="population", title="p", run=seeding, setup=True)], ctx)
-    (result,) = runner.run(0.05)
+    ctx.runner = runner
+    (result,) = runner.run(60)
     assert result.detail.startswith("timed out")
     ctx.release.set()
-    runner.join(5)
+    assert runner.join(30)
     assert runner.crash is None
