@@ -147,38 +147,23 @@ def test_quickstart_fails_on_a_wrong_pin_with_exit_1(tmp_path: Path, env: dict[s
 
 
 def test_quickstart_hard_timeout_stops_everything(tmp_path: Path, env: dict[str, str]) -> None:
-    started = time.monotonic()
-    args = ["quickstart", "--json", "--profile", "slow", "--timeout", "1", "--no-backend"]
-    done = run(args, env, tmp_path)
-    elapsed = time.monotonic() - started
-    assert done.returncode == 1, done.stdout + done.stderr
-    result = json.loads(done.stdout)
-    assert result["verdict"] == "fail"
-    timed_out = [
-        s for s in result["steps"] if s["detail"].startswith("timed out: the run's 1 s bound")
-    ]
-    assert len(timed_out) == 1
-    assert result["steps"][-1]["status"] == "skipped"
-    assert elapsed < 20  # 1 s bound + interpreter start, key cache and teardown
-    socket = Path(next(s for s in result["steps"] if s["name"] == "pcscd")["detail"][7:])
-    assert not socket.exists()
-
-
-def test_quickstart_timeout_in_the_backend_phase_stops_the_server(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
+    """The slow card answers each APDU after at least 100 ms, so its 11 cannot fit in 1 s:
+    the deadline lands in some step whatever this machine's speed (and key cache), and every
+    assertion holds wherever it lands. Where it lands exactly, and the time bound, are tested
+    in process (tests/cli/test_quickstart_run.py) by putting the deadline in a chosen step."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    args = ["quickstart", "--json", "--timeout", "1"]
+    args = ["quickstart", "--json", "--profile", "slow", "--timeout", "1", "--no-backend"]
     done = run(args, {**env, "TMPDIR": str(scratch)}, tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
-    steps = {s["name"]: s for s in json.loads(done.stdout)["steps"]}
-    (timed_out,) = [name for name, s in steps.items() if s["detail"].startswith("timed out")]
-    assert timed_out in ("population", "backend", "mint"), steps
-    assert steps["eligibility"]["status"] == "skipped"
-    assert not [p for p in running_cmdlines() if str(scratch) in p], "backend left running"
-    # seeding may re-create the population dir after an abandoned run's clean-up
-    assert not list(scratch.glob("onshi-quickstart-*")), "the population must be removed"
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "fail" and result["timeout"] == 1
+    failed = [s for s in result["steps"] if s["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["detail"].startswith("timed out: the run's 1 s bound")
+    assert result["steps"][-1]["status"] == "skipped"
+    assert "cleanup" not in {s["name"] for s in result["steps"]}  # clean-up fitted its bound
+    assert not [p for p in running_cmdlines() if str(scratch) in p], "pcscd left running"
+    assert list(scratch.iterdir()) == [], "pcscd's runtime dir must be removed"
 
 
 def running_cmdlines() -> list[str]:
@@ -358,23 +343,33 @@ def test_quickstart_interrupted_stops_pcscd(
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Wait (guarding only against a hang) until both the backend server and pcscd run: the
+    # server starts first, so both are seen in one listing once pcscd is. The signal then
+    # lands in set-up or in the card path; the outcome asserted is the same either way.
     pcscd: list[int] = []
-    started: list[int] = []
-    deadline = time.monotonic() + 20
-    while not pcscd and time.monotonic() < deadline and proc.poll() is None:
-        started = [pid for pid, _name in children(proc.pid)]
-        pcscd = [pid for pid, name in children(proc.pid) if name == "pcscd"]
+    server: list[int] = []
+    deadline = time.monotonic() + 60
+    while not (pcscd and server) and time.monotonic() < deadline and proc.poll() is None:
+        listed = children(proc.pid)
+        pcscd = [pid for pid, name in listed if name == "pcscd"]
+        server = [pid for pid, _name in listed if "onshi.backend.server" in cmdline(pid)]
         time.sleep(0.05)
+    assert server, "quickstart started no backend server"
     assert pcscd, "quickstart started no pcscd"
-    assert len(started) >= 2, "quickstart started no backend server"
-    time.sleep(0.5)  # inside the card path: the slow card answers every APDU after ~150 ms
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == status
     assert out == "" and err == ""
     assert not (tmp_path / "out" / "quickstart.pcap").exists()
     assert not any(Path(f"/proc/{pid}").exists() for pid in pcscd), "pcscd left running"
-    assert not any(Path(f"/proc/{pid}").exists() for pid in started), "backend left running"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in server), "backend left running"
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def children(parent: int) -> list[tuple[int, str]]:
