@@ -18,7 +18,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onshi import pki as pki_module
 from onshi.pki import (
     JST,
     SAN_OID_ADDRESS,
@@ -26,7 +25,7 @@ from onshi.pki import (
     SAN_OID_NAME,
     SAN_OID_SEX,
     CardCredentials,
-    CertStatus,
+    CertState,
     RevokedEntry,
     TestPKI,
     add_months,
@@ -36,6 +35,7 @@ from onshi.pki import (
     clear_memory_caches,
     rsa_key_from_seed,
 )
+from onshi.pki import keys as pki_keys
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def test_different_seed_gives_different_certs(pki: TestPKI, creds: CardCredentia
 def test_key_generation_is_a_function_of_the_seed() -> None:
     """Bypassing every cache, the same seed regenerates the same key as the cached one."""
     cached = rsa_key_from_seed("card/test-pki/card/auth")
-    fresh = pki_module._generate_key("card/test-pki/card/auth")
+    fresh = pki_keys._generate_key("card/test-pki/card/auth")
     assert fresh.private_numbers() == cached.private_numbers()
     assert fresh.key_size == 2048 and fresh.private_numbers().public_numbers.e == 65537
     # Pinned: the same seed gives this key on every machine (a change here means the
@@ -357,7 +357,7 @@ def test_disk_cache_serves_a_fresh_instance(
     def no_generation(seed: str) -> rsa.RSAPrivateKey:
         raise AssertionError(f"key {seed!r} was regenerated instead of read from the cache")
 
-    monkeypatch.setattr(pki_module, "_generate_key", no_generation)
+    monkeypatch.setattr(pki_keys, "_generate_key", no_generation)
     second = TestPKI(seed=seed, cache_dir=tmp_path).card_credentials(
         seed=card, auth=AUTH, sign=NO_SIGN, holder=HOLDER
     )
@@ -368,7 +368,7 @@ def test_disk_cache_serves_a_fresh_instance(
 def test_damaged_cache_file_is_regenerated(tmp_path: Path) -> None:
     seed = "card/test-pki/card/auth"
     key = rsa_key_from_seed(seed)  # from the default cache
-    path = pki_module._key_path(seed, tmp_path)
+    path = pki_keys._key_path(seed, tmp_path)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
     clear_memory_caches()
@@ -432,7 +432,7 @@ AT_VALID = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 def test_check_valid(pki: TestPKI, creds: CardCredentials) -> None:
     check = pki.check_certificate(creds.auth_cert, "auth", at=AT_VALID)
-    assert check.status is CertStatus.VALID and check.valid
+    assert check.status is CertState.VALID and check.valid
     assert check.serial == creds.auth_cert.serial_number
     assert check.not_after == creds.auth_cert.not_valid_after_utc
     assert not check.expires_within_3_months
@@ -446,19 +446,19 @@ def test_check_expired_and_not_yet_valid_at_jst_day_edges(
     last_second = dt.datetime(2029, 12, 25, 23, 59, 59, tzinfo=JST)
     assert pki.check_certificate(creds.auth_cert, "auth", at=last_second).valid
     after = last_second + dt.timedelta(seconds=1)
-    assert pki.check_certificate(creds.auth_cert, "auth", at=after).status is CertStatus.EXPIRED
+    assert pki.check_certificate(creds.auth_cert, "auth", at=after).status is CertState.EXPIRED
     first = dt.datetime(2024, 1, 22, 0, 0, tzinfo=JST)
     assert pki.check_certificate(creds.auth_cert, "auth", at=first).valid
     before = first - dt.timedelta(seconds=1)
     status = pki.check_certificate(creds.auth_cert, "auth", at=before).status
-    assert status is CertStatus.NOT_YET_VALID
+    assert status is CertState.NOT_YET_VALID
 
 
 def test_check_naive_datetime_means_utc(pki: TestPKI, creds: CardCredentials) -> None:
     naive = dt.datetime(2029, 12, 25, 14, 59, 59)  # 23:59:59 JST
     assert pki.check_certificate(creds.auth_cert, "auth", at=naive).valid
     later = dt.datetime(2029, 12, 25, 15, 0, 0)
-    assert pki.check_certificate(creds.auth_cert, "auth", at=later).status is CertStatus.EXPIRED
+    assert pki.check_certificate(creds.auth_cert, "auth", at=later).status is CertState.EXPIRED
 
 
 def test_check_expires_within_3_months(pki: TestPKI, creds: CardCredentials) -> None:
@@ -475,7 +475,7 @@ def test_check_revoked_only_from_the_revocation_date(pki: TestPKI, creds: CardCr
     entry = RevokedEntry(creds.auth_cert.serial_number, dt.date(2026, 5, 1), "key_compromise")
     crl = pki.crl("auth", [entry], this_update=dt.date(2026, 5, 2), next_update=dt.date(2026, 6, 2))
     check = pki.check_certificate(creds.auth_cert, "auth", at=AT_VALID, crl=crl)
-    assert check.status is CertStatus.REVOKED
+    assert check.status is CertState.REVOKED
     assert check.revoked_on == dt.datetime(2026, 5, 1, tzinfo=JST)
     earlier = dt.datetime(2026, 4, 30, tzinfo=JST)
     assert pki.check_certificate(creds.auth_cert, "auth", at=earlier, crl=crl).valid
@@ -496,14 +496,14 @@ def test_check_unknown_issuer(pki: TestPKI, creds: CardCredentials) -> None:
     )
     assert foreign.auth_cert.issuer == creds.auth_cert.issuer
     status = pki.check_certificate(foreign.auth_cert, "auth", at=AT_VALID).status
-    assert status is CertStatus.UNKNOWN_ISSUER
+    assert status is CertState.UNKNOWN_ISSUER
     # A signature certificate presented as user-auth: another CA's name.
     assert creds.sign_cert is not None
     status = pki.check_certificate(creds.sign_cert, "auth", at=AT_VALID).status
-    assert status is CertStatus.UNKNOWN_ISSUER
+    assert status is CertState.UNKNOWN_ISSUER
     # A self-signed stranger.
     status = pki.check_certificate(pki.sign_ca.cert, "auth", at=AT_VALID).status
-    assert status is CertStatus.UNKNOWN_ISSUER
+    assert status is CertState.UNKNOWN_ISSUER
 
 
 def test_check_bad_signature(pki: TestPKI, creds: CardCredentials) -> None:
@@ -513,11 +513,11 @@ def test_check_bad_signature(pki: TestPKI, creds: CardCredentials) -> None:
     der[at] = ord("A") if der[at] != ord("A") else ord("B")  # tamper with the TBS subject
     tampered = x509.load_der_x509_certificate(bytes(der))
     status = pki.check_certificate(tampered, "auth", at=AT_VALID).status
-    assert status is CertStatus.BAD_SIGNATURE
+    assert status is CertState.BAD_SIGNATURE
     sig = bytearray(_der(creds.auth_cert))
     sig[-1] ^= 0x01  # tamper with the signature itself
     status = pki.check_certificate(x509.load_der_x509_certificate(bytes(sig)), "auth", at=AT_VALID)
-    assert status.status is CertStatus.BAD_SIGNATURE
+    assert status.status is CertState.BAD_SIGNATURE
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -546,7 +546,7 @@ def test_add_months_clamps(start: tuple[int, int, int], months: int, expected: t
 def test_bench_key_generation(benchmark) -> None:  # type: ignore[no-untyped-def]
     counter = iter(range(10**6))
     benchmark.pedantic(
-        lambda: pki_module._generate_key(f"bench/{uuid.uuid4()}/{next(counter)}"),
+        lambda: pki_keys._generate_key(f"bench/{uuid.uuid4()}/{next(counter)}"),
         rounds=3,
         iterations=1,
     )

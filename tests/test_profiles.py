@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onshi.pki import JST, CertStatus, TestPKI, add_months, card_serial
+from onshi.pki import JST, CertState, TestPKI, add_months, card_serial
 from onshi.profiles import (
     DEFAULT_ATR,
     CardProfile,
@@ -194,10 +194,10 @@ def test_shipped_certificates_have_the_promised_status(shipped: dict[str, CardPr
     )
     at = dt.datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=JST)
     expected = {
-        "cert-expired": CertStatus.EXPIRED,
-        "cert-expired-beyond-grace": CertStatus.EXPIRED,
-        "cert-revoked": CertStatus.REVOKED,
-        "cert-not-yet-valid": CertStatus.NOT_YET_VALID,
+        "cert-expired": CertState.EXPIRED,
+        "cert-expired-beyond-grace": CertState.EXPIRED,
+        "cert-revoked": CertState.REVOKED,
+        "cert-not-yet-valid": CertState.NOT_YET_VALID,
     }
     for p in shipped.values():
         if not p.auth_cert.present:
@@ -208,8 +208,13 @@ def test_shipped_certificates_have_the_promised_status(shipped: dict[str, CardPr
         assert creds.auth_cert.serial_number == card_serial(p.seed, "auth")
         assert (creds.sign_cert is not None) == p.sign_cert.present
         check = pki.check_certificate(creds.auth_cert, "auth", at=at, crl=crl)
-        assert check.status is expected.get(p.name, CertStatus.VALID), p.name
+        assert check.status is expected.get(p.name, CertState.VALID), p.name
         assert check.expires_within_3_months == (p.name == "cert-expiring"), p.name
+        standing = {
+            "cert-expired": CertState.EXPIRED_IN_GRACE,
+            "cert-expiring": CertState.EXPIRING,
+        }.get(p.name, check.status)
+        assert check.state is standing, p.name
 
 
 def test_revocation_entries(shipped: dict[str, CardProfile]) -> None:

@@ -1,78 +1,55 @@
-"""A clearly-marked test PKI shaped like JPKI's: two CAs, card certificates, CRLs, checks.
+"""The issuing side of the test PKI: the two CAs, card credentials and CRLs, all from seeds.
 
-Every DN says ``JPKI-TEST`` and ``NOT FOR PRODUCTION USE``; nothing here can pass for a real
-J-LIS certificate. Everything is a pure function of seeds: the same seed gives byte-identical
-keys, certificates and CRLs on every machine (RSA PKCS#1 v1.5 signatures are deterministic; key
-generation follows pycryptodome's prime search, pinned by a test), so traces, fixtures and a
-million-person backend population are reproducible.
-
-Generating an RSA-2048 key costs ~0.5 s, so keys are cached as PEM on disk (shared by parallel
-test processes, written atomically) and in an in-process LRU. Certificates are cheap (one RSA
-signature) and only cached in memory.
+Certificates are cheap (one RSA signature) and only cached in memory; keys come from
+:mod:`onshi.pki.keys`. Checking certificates is :mod:`onshi.pki.verify`'s job;
+:meth:`TestPKI.check_certificate` only hands the right CA to it.
 
 Time convention: a certificate date ``D`` covers the whole Japanese calendar day, i.e.
 ``notBefore = D 00:00:00 JST`` and ``notAfter = D 23:59:59 JST`` (RFC 5280 validity is
-inclusive). So a card whose certificate "expires 2031-05-04" still works all day on 2031-05-04
-in Japan. [I: JPKI's exact clock time is not in our sources]
-
-This module sits below :mod:`onshi.profiles` and never reads a profile: it takes any object with
-the fields it needs (:class:`CertDates`, :class:`HolderAttributes`), which the profile model's
-``CertSpec`` and ``Holder`` satisfy.
+inclusive). [I: JPKI's exact clock time is not in our sources]
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from onshi.dates import as_datetime, day_end, day_start
+from onshi.pki.keys import clear_key_cache, rsa_key_from_seed
+from onshi.pki.verify import CertCheck, CertificateChecker, TrustAnchor
+from onshi.tlv import tlv
+
 __all__ = [
-    "JST",
     "SAN_OID_ADDRESS",
     "SAN_OID_BIRTH",
     "SAN_OID_NAME",
     "SAN_OID_SEX",
     "CAMaterial",
     "CardCredentials",
-    "CertCheck",
     "CertDates",
-    "CertStatus",
     "HolderAttributes",
     "Kind",
     "RevokedEntry",
     "TestPKI",
-    "add_months",
-    "cache_root",
     "card_identifier",
     "card_serial",
     "clear_memory_caches",
-    "rsa_key_from_seed",
 ]
 
 Kind = Literal["auth", "sign"]
 """Which JPKI hierarchy: 利用者証明用 (user authentication) or 署名用 (digital signature)."""
-
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
-
-KEY_BITS = 2048
-_KEYGEN_VERSION = "v1"
-"""Bumped if the seed -> key derivation ever changes, so stale cache files are never reused."""
 
 SAN_OID_NAME = x509.ObjectIdentifier("1.2.392.200149.8.5.5.1")
 SAN_OID_SEX = x509.ObjectIdentifier("1.2.392.200149.8.5.5.3")
@@ -114,122 +91,6 @@ class HolderAttributes(Protocol):
     def sex(self) -> str: ...
 
 
-# --- keys -----------------------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """The onshi cache directory: ``$ONSHI_CACHE_DIR``, else ``$XDG_CACHE_HOME/onshi``, else
-    ``~/.cache/onshi``. Keys live in its ``pki/`` subdirectory."""
-    if env := os.environ.get("ONSHI_CACHE_DIR"):
-        return Path(env)
-    if xdg := os.environ.get("XDG_CACHE_HOME"):
-        return Path(xdg) / "onshi"
-    return Path.home() / ".cache" / "onshi"
-
-
-def _key_path(seed: str, root: Path) -> Path:
-    digest = hashlib.sha256(f"onshi-rsa-{_KEYGEN_VERSION}\0{seed}".encode()).hexdigest()
-    return root / "pki" / f"rsa{KEY_BITS}-{_KEYGEN_VERSION}-{digest[:40]}.pem"
-
-
-def _generate_key(seed: str) -> rsa.RSAPrivateKey:
-    """RSA-2048 whose every random byte comes from SHAKE-256 of the seed.
-
-    ``cryptography`` cannot take a random source, so pycryptodome generates the primes and the
-    key is rebuilt from its numbers. The result is stable for a given pycryptodome prime search;
-    the disk cache keeps it stable across upgrades of that library too.
-    """
-    from Crypto.Hash import SHAKE256
-    from Crypto.PublicKey import RSA
-
-    stream = SHAKE256.new(f"onshi-rsa-{_KEYGEN_VERSION}\0{seed}".encode())
-    key = RSA.generate(KEY_BITS, randfunc=stream.read, e=65537)
-    p, q, d, n, e = int(key.p), int(key.q), int(key.d), int(key.n), int(key.e)
-    numbers = rsa.RSAPrivateNumbers(
-        p=p,
-        q=q,
-        d=d,
-        dmp1=rsa.rsa_crt_dmp1(d, p),
-        dmq1=rsa.rsa_crt_dmq1(d, q),
-        iqmp=rsa.rsa_crt_iqmp(p, q),
-        public_numbers=rsa.RSAPublicNumbers(e=e, n=n),
-    )
-    return numbers.private_key()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, then ``os.replace``: readers never see half a key."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load_or_generate(seed: str, root: Path) -> rsa.RSAPrivateKey:
-    path = _key_path(seed, root)
-    try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
-        pem = None
-    if pem is not None:
-        try:
-            # The file is ours (written atomically above); the full RSA consistency check would
-            # cost more than the rest of a cached card_credentials() call.
-            key = serialization.load_pem_private_key(
-                pem, password=None, unsafe_skip_rsa_key_validation=True
-            )
-            if isinstance(key, rsa.RSAPrivateKey) and key.key_size == KEY_BITS:
-                return key
-        except ValueError:
-            pass  # a damaged cache file is regenerated below
-    key = _generate_key(seed)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    with contextlib.suppress(OSError):  # a read-only cache costs time, never correctness
-        _write_atomically(path, pem)
-    return key
-
-
-_KEY_LRU_SIZE = 4096
-_key_lru: OrderedDict[str, rsa.RSAPrivateKey] = OrderedDict()
-_key_lock = threading.Lock()
-
-
-def rsa_key_from_seed(seed: str, *, cache_dir: Path | None = None) -> rsa.RSAPrivateKey:
-    """Deterministic RSA-2048 private key for ``seed`` (cached in memory and on disk).
-
-    ``cache_dir`` is the cache root (default :func:`cache_root`); the key file goes under its
-    ``pki/`` subdirectory. The in-memory LRU is keyed by seed alone, since the key depends on
-    nothing else.
-    """
-    with _key_lock:
-        key = _key_lru.get(seed)
-        if key is not None:
-            _key_lru.move_to_end(seed)
-            return key
-    key = _load_or_generate(seed, cache_dir if cache_dir is not None else cache_root())
-    with _key_lock:
-        _key_lru[seed] = key
-        while len(_key_lru) > _KEY_LRU_SIZE:
-            _key_lru.popitem(last=False)
-    return key
-
-
-def clear_memory_caches() -> None:
-    """Forget in-process keys and CA objects (tests use it to prove the disk cache works)."""
-    with _key_lock:
-        _key_lru.clear()
-    _ca_material.cache_clear()
-
-
 # --- derived identifiers --------------------------------------------------------------------
 
 
@@ -237,17 +98,21 @@ def _digest(*parts: str) -> bytes:
     return hashlib.sha256("\0".join(("onshi-pki", *parts)).encode()).digest()
 
 
+def _positive_serial(*parts: str) -> int:
+    """Positive and below 2**159 (RFC 5280's 20-octet limit with a clear sign bit)."""
+    return (int.from_bytes(_digest("serial", *parts)[:20], "big") >> 1) or 1
+
+
 def card_serial(seed: str, kind: Kind) -> int:
     """Serial number of a card's ``kind`` certificate: cheap (one SHA-256, no key, no signing).
 
-    Positive and below 2**159 (RFC 5280's 20-octet limit with a clear sign bit); distinct seeds
-    collide with probability ~2**-159. ``TestPKI.card_credentials`` uses exactly this, so a
-    backend can store serials only and still recognise the certificates cards present.
+    Positive and below 2**159; distinct seeds collide with probability ~2**-159.
+    ``TestPKI.card_credentials`` uses exactly this, so a backend can store serials only and
+    still recognise the certificates cards present.
     """
     if kind not in ("auth", "sign"):
         raise ValueError(f"kind must be 'auth' or 'sign', got {kind!r}")
-    value = int.from_bytes(_digest("serial", kind, seed)[:20], "big") >> 1
-    return value or 1
+    return _positive_serial(kind, seed)
 
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -262,41 +127,9 @@ def card_identifier(seed: str) -> str:
     return "".join(_B32[(value >> (5 * i)) & 31] for i in range(20))
 
 
-def _day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=JST)
-
-
-def _day_end(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=JST)
-
-
-def _as_datetime(value: dt.date | dt.datetime) -> dt.datetime:
-    """Dates mean 00:00 JST; naive datetimes mean UTC."""
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return _day_start(value)
-
-
-def add_months(moment: dt.datetime, months: int) -> dt.datetime:
-    """Calendar-month arithmetic, clamping the day (e.g. 11-30 + 3 months -> 02-28)."""
-    index = moment.year * 12 + moment.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    next_month = dt.date(year + (month == 12), month % 12 + 1, 1)
-    last_day = (next_month - dt.timedelta(days=1)).day
-    return moment.replace(year=year, month=month, day=min(moment.day, last_day))
-
-
 def _der_utf8string(text: str) -> bytes:
     """DER UTF8String (tag 0x0C) with a short or long-form length."""
-    body = text.encode("utf-8")
-    n = len(body)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return b"\x0c" + length + body
+    return tlv(b"\x0c", text.encode("utf-8"))
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -334,34 +167,6 @@ class RevokedEntry:
     kind: Kind | None = None
 
 
-class CertStatus(StrEnum):
-    """Outcome of :meth:`TestPKI.check_certificate`, in the order the checks run."""
-
-    UNKNOWN_ISSUER = "unknown_issuer"
-    BAD_SIGNATURE = "bad_signature"
-    REVOKED = "revoked"
-    NOT_YET_VALID = "not_yet_valid"
-    EXPIRED = "expired"
-    VALID = "valid"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertCheck:
-    """What a relying party learns from one certificate at one moment."""
-
-    status: CertStatus
-    serial: int
-    not_before: dt.datetime
-    not_after: dt.datetime
-    expires_within_3_months: bool
-    """Valid now but ``not_after`` falls before ``at`` + 3 calendar months (renewal window)."""
-    revoked_on: dt.datetime | None = None
-
-    @property
-    def valid(self) -> bool:
-        return self.status is CertStatus.VALID
-
-
 # --- the CA hierarchy -----------------------------------------------------------------------
 
 
@@ -376,10 +181,6 @@ def _ca_name(kind: Kind) -> x509.Name:
     )
 
 
-def _positive_serial(*parts: str) -> int:
-    return (int.from_bytes(_digest("serial", *parts)[:20], "big") >> 1) or 1
-
-
 @lru_cache(maxsize=32)
 def _ca_material(seed: str, kind: Kind, cache_dir: Path | None) -> CAMaterial:
     key = rsa_key_from_seed(f"{seed}/ca/{kind}", cache_dir=cache_dir)
@@ -391,8 +192,8 @@ def _ca_material(seed: str, kind: Kind, cache_dir: Path | None) -> CAMaterial:
         .issuer_name(name)
         .public_key(public)
         .serial_number(_positive_serial("ca", kind, seed))
-        .not_valid_before(_day_start(_CA_NOT_BEFORE))
-        .not_valid_after(_day_end(_CA_NOT_AFTER))
+        .not_valid_before(day_start(_CA_NOT_BEFORE))
+        .not_valid_after(day_end(_CA_NOT_AFTER))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_key_usage("key_cert_sign", "crl_sign"), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -400,6 +201,12 @@ def _ca_material(seed: str, kind: Kind, cache_dir: Path | None) -> CAMaterial:
         .sign(key, hashes.SHA256())
     )
     return CAMaterial(cert=cert, key=key)
+
+
+def clear_memory_caches() -> None:
+    """Forget in-process keys and CA objects (tests use it to prove the disk cache works)."""
+    clear_key_cache()
+    _ca_material.cache_clear()
 
 
 _KEY_USAGE_FLAGS = (
@@ -422,23 +229,20 @@ def _key_usage(*granted: str) -> x509.KeyUsage:
 
 @dataclass(frozen=True, slots=True)
 class _Issuer:
-    """A CA plus what every check needs precomputed (no parsing on the request path)."""
+    """A CA plus what issuing and checking need precomputed (no parsing on the request path)."""
 
     material: CAMaterial
-    public_key: rsa.RSAPublicKey
-    subject_der: bytes
-    ski: bytes
     aki: x509.AuthorityKeyIdentifier
+    checker: CertificateChecker
 
 
 _CRED_LRU_SIZE = 1024
-_CRL_INDEXES = 8
 
 
 class TestPKI:
     """The test CA pair plus the minting of card certificates and CRLs, all from seeds.
 
-    ``cache_dir`` is the cache root for keys (default :func:`cache_root`).
+    ``cache_dir`` is the cache root for keys (default :func:`onshi.pki.keys.cache_root`).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -449,20 +253,18 @@ class TestPKI:
         self._issuers: dict[Kind, _Issuer] = {}
         self._creds: OrderedDict[tuple[object, ...], CardCredentials] = OrderedDict()
         self._lock = threading.Lock()
-        self._crl_indexes: dict[bytes, dict[int, dt.datetime]] = {}
 
     def _issuer(self, kind: Kind) -> _Issuer:
         issuer = self._issuers.get(kind)
         if issuer is None:
             material = _ca_material(self.seed, kind, self.cache_dir)
-            public = material.key.public_key()
-            ski = x509.SubjectKeyIdentifier.from_public_key(public)
+            anchor = TrustAnchor.from_certificate(material.cert)
             issuer = _Issuer(
                 material=material,
-                public_key=public,
-                subject_der=material.cert.subject.public_bytes(),
-                ski=ski.digest,
-                aki=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                aki=x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    x509.SubjectKeyIdentifier(anchor.ski)
+                ),
+                checker=CertificateChecker(anchor, f"{kind} CA"),
             )
             self._issuers[kind] = issuer
         return issuer
@@ -578,8 +380,8 @@ class TestPKI:
             .issuer_name(issuer.material.cert.subject)
             .public_key(public)
             .serial_number(card_serial(seed, kind))
-            .not_valid_before(_day_start(not_before))
-            .not_valid_after(_day_end(not_after))
+            .not_valid_before(day_start(not_before))
+            .not_valid_after(day_end(not_after))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 _key_usage("digital_signature", "content_commitment")
@@ -627,8 +429,8 @@ class TestPKI:
         inputs give a byte-identical CRL.
         """
         issuer = self._issuer(kind)
-        last = _as_datetime(this_update)
-        nxt = _as_datetime(next_update)
+        last = as_datetime(this_update)
+        nxt = as_datetime(next_update)
         if nxt <= last:
             raise ValueError(f"next_update {nxt} must be after this_update {last}")
         builder = (
@@ -647,7 +449,7 @@ class TestPKI:
             revoked = (
                 x509.RevokedCertificateBuilder()
                 .serial_number(entry.serial)
-                .revocation_date(_as_datetime(entry.revoked_on))
+                .revocation_date(as_datetime(entry.revoked_on))
             )
             if entry.reason is not None:
                 revoked = revoked.add_extension(
@@ -666,73 +468,6 @@ class TestPKI:
         at: dt.datetime,
         crl: x509.CertificateRevocationList | None = None,
     ) -> CertCheck:
-        """Judge ``cert`` against the ``kind`` CA at moment ``at`` (naive means UTC).
-
-        Order: issuer (name and key identifier), signature, revocation (listed on ``crl`` with
-        a revocation date at or before ``at``), then the validity window. A CRL not signed by
-        this CA raises ``ValueError``: that is a caller bug, not a card's status. Each CRL is
-        verified and indexed once (keyed by its signature), so a lookup is O(1).
-        """
-        issuer = self._issuer(kind)
-        at = _as_datetime(at)
-        not_before = cert.not_valid_before_utc
-        not_after = cert.not_valid_after_utc
-        serial = cert.serial_number
-
-        def result(status: CertStatus, revoked_on: dt.datetime | None = None) -> CertCheck:
-            return CertCheck(
-                status=status,
-                serial=serial,
-                not_before=not_before,
-                not_after=not_after,
-                expires_within_3_months=status is CertStatus.VALID
-                and not_after < add_months(at.astimezone(JST), 3),
-                revoked_on=revoked_on,
-            )
-
-        if cert.issuer.public_bytes() != issuer.subject_der or not self._aki_matches(cert, issuer):
-            return result(CertStatus.UNKNOWN_ISSUER)
-        try:
-            issuer.public_key.verify(
-                cert.signature,
-                cert.tbs_certificate_bytes,
-                padding.PKCS1v15(),
-                hashes.SHA256(),
-            )
-        except InvalidSignature:
-            return result(CertStatus.BAD_SIGNATURE)
-        if crl is not None:
-            revoked_on = self._crl_index(crl, issuer, kind).get(serial)
-            if revoked_on is not None and revoked_on <= at:
-                return result(CertStatus.REVOKED, revoked_on)
-        if at < not_before:
-            return result(CertStatus.NOT_YET_VALID)
-        if at > not_after:
-            return result(CertStatus.EXPIRED)
-        return result(CertStatus.VALID)
-
-    @staticmethod
-    def _aki_matches(cert: x509.Certificate, issuer: _Issuer) -> bool:
-        try:
-            aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-        except x509.ExtensionNotFound:
-            return True  # name matched; the signature check decides
-        return aki.key_identifier is None or aki.key_identifier == issuer.ski
-
-    def _crl_index(
-        self, crl: x509.CertificateRevocationList, issuer: _Issuer, kind: Kind
-    ) -> dict[int, dt.datetime]:
-        """Serial -> revocation time, built once per CRL (a CRL's own lookup is a linear scan)."""
-        index = self._crl_indexes.get(crl.signature)
-        if index is None:
-            if not (
-                crl.issuer.public_bytes() == issuer.subject_der
-                and crl.is_signature_valid(issuer.public_key)
-            ):
-                raise ValueError(f"the CRL is not signed by this TestPKI's {kind} CA")
-            index = {entry.serial_number: entry.revocation_date_utc for entry in crl}
-            with self._lock:
-                if len(self._crl_indexes) >= _CRL_INDEXES:
-                    self._crl_indexes.pop(next(iter(self._crl_indexes)))
-                self._crl_indexes[crl.signature] = index
-        return index
+        """Judge ``cert`` against the ``kind`` CA at ``at`` (see
+        :meth:`onshi.pki.verify.CertificateChecker.check`)."""
+        return self._issuer(kind).checker.check(cert, at=at, crl=crl)
