@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_faults import ADMIN, request, start_probe_server
+from test_faults import ADMIN, HOLD_PATH, release_held, request, start_probe_server
 
 from onshi.backend.accesslog import redact_path
 from onshi.backend.server import (
@@ -20,6 +20,7 @@ from onshi.backend.server import (
     ConcurrencyLimiter,
     Limits,
     ServerSettings,
+    build_stack,
     check_host,
     load_app_factory,
     main,
@@ -30,53 +31,69 @@ from onshi.errors import OnshiError
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 # -- overload protection in process ------------------------------------------------------------
+# The app behind the limiter blocks on a gate the test opens, so which requests are in flight,
+# queued or refused is decided by the limiter's structure, never by how fast this machine is.
 
 
-def _run_burst(limiter: ConcurrencyLimiter, n: int, gate: asyncio.Event | None = None) -> Any:
-    """n concurrent requests through the limiter; returns [(status, headers, t_answer)]."""
+class GatedApp:
+    """An API stand-in that holds every request until :attr:`gate` opens; records the order."""
 
-    async def scenario() -> list[tuple[int, dict[bytes, bytes], float]]:
-        t0 = time.perf_counter()
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.entered: list[int] = []
 
-        async def one() -> tuple[int, dict[bytes, bytes], float]:
-            sent: list[dict[str, Any]] = []
-
-            async def send(message: dict[str, Any]) -> None:
-                sent.append(message)
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request"}
-
-            scope = {"type": "http", "path": "/v1/eligibility/card", "method": "POST"}
-            await limiter(scope, receive, send)
-            return sent[0]["status"], dict(sent[0]["headers"]), time.perf_counter() - t0
-
-        return list(await asyncio.gather(*(one() for _ in range(n))))
-
-    return asyncio.run(scenario())
-
-
-def _slow_app(delay: float) -> Any:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.sleep(delay)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.entered.append(scope["n"])
+        await self.gate.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    return app
+
+async def _call(app: Any, n: int = 0, **scope: Any) -> tuple[int, dict[bytes, bytes]]:
+    """One request through ``app``; (status, headers) of its answer."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    full = {"type": "http", "path": "/v1/eligibility/card", "method": "POST", "n": n, **scope}
+    await app(full, receive, send)
+    return sent[0]["status"], dict(sent[0]["headers"])
+
+
+async def _settle(condition: Any) -> None:
+    """Let every task run to its next await (no clock involved) until ``condition()`` holds."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the requests did not reach the expected state")
 
 
 def test_limiter_admits_queues_and_rejects_beyond_the_queue_at_once() -> None:
+    app = GatedApp()
     limiter = ConcurrencyLimiter(
-        _slow_app(0.2), Limits(max_in_flight=2, max_queue=2, queue_timeout_s=5.0, retry_after_s=3)
+        app, Limits(max_in_flight=2, max_queue=2, queue_timeout_s=60.0, retry_after_s=3)
     )
-    results = _run_burst(limiter, 6)
-    ok = [r for r in results if r[0] == 200]
-    rejected = [r for r in results if r[0] == 503]
-    assert len(ok) == 4 and len(rejected) == 2
-    for _, headers, t in rejected:
+
+    async def scenario() -> list[tuple[int, dict[bytes, bytes]]]:
+        tasks = [asyncio.create_task(_call(limiter, n)) for n in range(6)]
+        await _settle(lambda: limiter.counts["rejected_queue_full"] == 2)
+        # Refused while the gate is still shut: answered at once, not after queueing.
+        refused = [t.result() for t in tasks if t.done()]
+        assert [status for status, _ in refused] == [503, 503]
+        assert app.entered == [0, 1] and len(limiter.waiters) == 2
+        app.gate.set()
+        return list(await asyncio.gather(*tasks))
+
+    results = asyncio.run(scenario())
+    assert [status for status, _ in results] == [200, 200, 200, 200, 503, 503]
+    for _, headers in results[4:]:
         assert headers[b"retry-after"] == b"3" and headers[b"x-onshi-overload"] == b"queue-full"
-        assert t < 0.1  # answered immediately, not after queueing
-    assert sorted(t for _, _, t in ok)[-1] >= 0.4  # the queued two ran after the first two
+    assert app.entered == [0, 1, 2, 3]  # the queued two ran after the first two, in order
     assert limiter.stats() == {
         "in_flight": 0,
         "queued": 0,
@@ -89,81 +106,122 @@ def test_limiter_admits_queues_and_rejects_beyond_the_queue_at_once() -> None:
 
 
 def test_limiter_rejects_requests_that_wait_past_the_queue_budget() -> None:
-    limiter = ConcurrencyLimiter(
-        _slow_app(0.3), Limits(max_in_flight=1, max_queue=10, queue_timeout_s=0.05)
-    )
-    results = _run_burst(limiter, 3)
-    statuses = sorted(r[0] for r in results)
-    assert statuses == [200, 503, 503]
-    assert {r[1][b"x-onshi-overload"] for r in results if r[0] == 503} == {b"queue-timeout"}
+    app = GatedApp()
+    limiter = ConcurrencyLimiter(app, Limits(max_in_flight=1, max_queue=10, queue_timeout_s=0.05))
+
+    async def scenario() -> list[tuple[int, dict[bytes, bytes]]]:
+        tasks = [asyncio.create_task(_call(limiter, n)) for n in range(3)]
+        # The gate stays shut until both waiters have given up: the budget cannot be raced.
+        done, _ = await asyncio.wait(tasks[1:], timeout=60)
+        assert len(done) == 2
+        app.gate.set()
+        return list(await asyncio.gather(*tasks))
+
+    results = asyncio.run(scenario())
+    assert [status for status, _ in results] == [200, 503, 503]
+    assert {h[b"x-onshi-overload"] for _, h in results[1:]} == {b"queue-timeout"}
     assert limiter.in_flight == 0 and not limiter.waiters
     # The slot is free again: a later request is admitted.
-    assert _run_burst(limiter, 1)[0][0] == 200
+    assert asyncio.run(_call(limiter))[0] == 200
 
 
 def test_limiter_sheds_requests_that_aged_in_a_saturated_loop() -> None:
-    limiter = ConcurrencyLimiter(_slow_app(0.0), Limits(queue_timeout_s=0.2))
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request"}
-
-    for age in (0.5, 0.01):
-        scope = {"type": "http", "path": "/v1/consents", ARRIVED_SCOPE_KEY: time.monotonic() - age}
-        asyncio.run(limiter(scope, receive, send))
-    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [503, 200]
-    assert dict(sent[0]["headers"])[b"x-onshi-overload"] == b"queue-timeout"
+    app = GatedApp()
+    app.gate.set()
+    limiter = ConcurrencyLimiter(app, Limits(queue_timeout_s=60.0))
+    # Ages far from the budget on either side: no race with the time this test takes.
+    for age in (120.0, 0.0):
+        scope = {"path": "/v1/consents", ARRIVED_SCOPE_KEY: time.monotonic() - age}
+        asyncio.run(_call(limiter, **scope))
     assert limiter.counts["rejected_queue_age"] == 1 and limiter.counts["admitted"] == 1
+    assert len(app.entered) == 1
 
 
 def test_limiter_passes_slots_on_in_order_without_leaking() -> None:
-    limiter = ConcurrencyLimiter(
-        _slow_app(0.01), Limits(max_in_flight=3, max_queue=100, queue_timeout_s=5.0)
-    )
-    results = _run_burst(limiter, 60)
-    assert {r[0] for r in results} == {200}
+    app = GatedApp()
+    limiter = ConcurrencyLimiter(app, Limits(max_in_flight=3, max_queue=100, queue_timeout_s=60))
+
+    async def scenario() -> list[tuple[int, dict[bytes, bytes]]]:
+        tasks = [asyncio.create_task(_call(limiter, n)) for n in range(60)]
+        await _settle(lambda: len(limiter.waiters) == 57)
+        app.gate.set()
+        return list(await asyncio.gather(*tasks))
+
+    results = asyncio.run(scenario())
+    assert {status for status, _ in results} == {200}
+    assert app.entered == list(range(60))  # FIFO hand-over
     assert limiter.in_flight == 0 and not limiter.waiters
     assert limiter.counts["peak_in_flight"] == 3
 
 
+def test_health_and_admin_are_outside_the_limit(tmp_path: Path) -> None:
+    """With every slot taken and the queue full, /healthz and /admin/stats still answer: a
+    request inside the limit would be refused with 503 queue-full at once."""
+    app = GatedApp()
+    stack = build_stack(
+        app,
+        db_path=tmp_path / "control.db",
+        admin_token=ADMIN,
+        limits=Limits(max_in_flight=1, max_queue=1, queue_timeout_s=60.0),
+    )
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(_call(stack, n, path="/v1/consents")) for n in range(2)]
+        await _settle(lambda: len(app.entered) == 1)
+        assert (await _call(stack, path="/v1/consents"))[0] == 503  # full: refused at once
+        health = await _call(stack, method="GET", path="/healthz")
+        auth = [(b"authorization", f"Bearer {ADMIN}".encode())]
+        stats = await _call(stack, method="GET", path="/admin/stats", headers=auth)
+        assert health[0] == 200 and stats[0] == 200
+        app.gate.set()
+        assert [status for status, _ in await asyncio.gather(*tasks)] == [200, 200]
+
+    asyncio.run(scenario())
+
+
 def test_overload_answers_503_with_retry_after_from_a_real_server(tmp_path: Path) -> None:
-    limits = Limits(max_in_flight=2, max_queue=1, queue_timeout_s=5.0, retry_after_s=2)
+    limits = Limits(max_in_flight=2, max_queue=1, queue_timeout_s=60.0, retry_after_s=2)
     with start_probe_server(tmp_path, limits=limits) as srv:
-        request(
-            srv,
-            "/admin/faults",
-            method="PUT",
-            headers=AUTH,
-            body=json.dumps({"default": {"latency": {"kind": "fixed", "ms": 1000}}}),
-        )
-        results: list[tuple[int, dict[str, str], float]] = []
+        results: list[tuple[int, dict[str, str]]] = []
         lock = threading.Lock()
 
         def one() -> None:
-            t0 = time.perf_counter()
-            status, headers, _ = request(srv, "/v1/consents")
+            status, headers, _ = request(srv, HOLD_PATH, timeout=60)
             with lock:
-                results.append((status, headers, time.perf_counter() - t0))
+                results.append((status, headers))
 
         threads = [threading.Thread(target=one) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(0.2)
-        t0 = time.perf_counter()
+        # Held requests never finish until released: 2 in flight + 1 queued, 5 refused.
+        overload = wait_for_stats(srv, lambda o: o["rejected_queue_full"] == 5)
+        assert overload["in_flight"] == 2 and overload["queued"] == 1
+        assert len(results) == 5  # refused while the others were still held: at once
         assert request(srv, "/healthz", method="GET")[0] == 200  # health is outside the limit
-        assert time.perf_counter() - t0 < 0.3
+        release_held(srv)
         for t in threads:
-            t.join()
-        rejected = [r for r in results if r[0] == 503]
-        # 2 in flight + 1 queued fit; the rest are refused at once (a slow machine may let a
-        # late thread in after the first slot frees, hence ">=").
-        assert len(rejected) >= 3 and len(rejected) + sum(r[0] == 200 for r in results) == 8
-        assert all(r[1]["retry-after"] == "2" and r[2] < 0.8 for r in rejected)
-        stats = json.loads(request(srv, "/admin/stats", method="GET", headers=AUTH)[2])
-        assert stats["worker"]["overload"]["rejected_queue_full"] == len(rejected)
+            t.join(60)
+        statuses = sorted(status for status, _ in results)
+        assert statuses == [200] * 3 + [503] * 5
+        for status, headers in results:
+            if status == 503:
+                assert headers["retry-after"] == "2"
+                assert headers["x-onshi-overload"] == "queue-full"
+
+
+def wait_for_stats(srv: Any, done: Any) -> dict[str, Any]:
+    """The worker's overload figures once ``done(figures)`` holds (the deadline only guards
+    against a hang: held requests cannot finish by themselves)."""
+    deadline = time.monotonic() + 30
+    overload: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, _, body = request(srv, "/admin/stats", method="GET", headers=AUTH)
+        if status == 200:  # an overloaded server may shed this one too: ask again
+            overload = json.loads(body)["worker"]["overload"]
+            if done(overload):
+                break
+        time.sleep(0.02)
+    return overload
 
 
 # -- start-up rules ----------------------------------------------------------------------------
@@ -245,28 +303,32 @@ def test_access_log_has_no_personal_data(tmp_path: Path) -> None:
         body = json.dumps({"InsuredIdentificationNumber": "12345678", "Name": secret_name})
         request(srv, "/v1/eligibility/numbers?Name=yamada&birth=19800101", body=body.encode())
         request(srv, "/v1/batches/20251202000001", method="GET")
-        time.sleep(0.1)
-        log = srv.log_text()
-    assert '"POST /v1/eligibility/numbers" 200' in log and '"GET /v1/batches/{n}" 200' in log
+        log = wait_for_log(srv, '"POST /v1/eligibility/numbers" 200', '"GET /v1/batches/')
+    assert '"GET /v1/batches/{n}" 200' in log
     for needle in (secret_name, "12345678", "yamada", "19800101", "20251202000001"):
         assert needle not in log
 
 
+def wait_for_log(srv: Any, *needles: str) -> str:
+    """The server's log once it holds every needle (the access log may be written in batches
+    off the request path); the deadline only guards against a hang."""
+    deadline = time.monotonic() + 30
+    while True:
+        log: str = srv.log_text()
+        if all(n in log for n in needles) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.02)
+
+
 def test_sigterm_finishes_requests_in_flight_then_exits(tmp_path: Path) -> None:
     srv = start_probe_server(tmp_path, log_level="info")
-    request(
-        srv,
-        "/admin/faults",
-        method="PUT",
-        headers=AUTH,
-        body=json.dumps({"default": {"latency": {"kind": "fixed", "ms": 800}}}),
-    )
     result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(request(srv, "/v1/consents")[0]))
+    thread = threading.Thread(target=lambda: result.append(request(srv, HOLD_PATH, timeout=60)[0]))
     thread.start()
-    time.sleep(0.3)
+    assert wait_for_stats(srv, lambda o: o["in_flight"] == 1)["in_flight"] == 1
     srv.process.send_signal(signal.SIGTERM)
-    thread.join(10)
+    release_held(srv)  # the held request finishes during the graceful shutdown
+    thread.join(60)
     assert result == [200]
     # uvicorn shuts down gracefully, then re-raises SIGTERM so a supervisor sees why it ended.
     assert srv.process.wait(10) in (0, -signal.SIGTERM)
