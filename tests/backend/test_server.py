@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from test_faults import ADMIN, HOLD_PATH, release_held, request, start_probe_server
 
-from onshi.backend.accesslog import redact_path
 from onshi.backend.server import (
     ARRIVED_SCOPE_KEY,
     ConcurrencyLimiter,
@@ -290,13 +289,6 @@ def test_settings_round_trip() -> None:
 # -- logs and shutdown -------------------------------------------------------------------------
 
 
-def test_redacted_paths() -> None:
-    assert redact_path("/v1/eligibility/card") == "/v1/eligibility/card"
-    assert redact_path("/v1/batches/20251202000001") == "/v1/batches/{n}"
-    assert redact_path("/v1/records/medication") == "/v1/records/medication"
-    assert redact_path("/v1/p/" + "A" * 40) == "/v1/p/{n}"
-
-
 def test_access_log_has_no_personal_data(tmp_path: Path) -> None:
     secret_name = "山田太郎"
     with start_probe_server(tmp_path, log_level="info") as srv:
@@ -304,7 +296,7 @@ def test_access_log_has_no_personal_data(tmp_path: Path) -> None:
         request(srv, "/v1/eligibility/numbers?Name=yamada&birth=19800101", body=body.encode())
         request(srv, "/v1/batches/20251202000001", method="GET")
         log = wait_for_log(srv, '"POST /v1/eligibility/numbers" 200', '"GET /v1/batches/')
-    assert '"GET /v1/batches/{n}" 200' in log
+    assert '"GET /v1/batches/{masked}" 200' in log
     for needle in (secret_name, "12345678", "yamada", "19800101", "20251202000001"):
         assert needle not in log
 
