@@ -403,7 +403,7 @@ def create_app(
 ) -> Any:
     """The API; with ``stack`` (implied by ``faults`` or ``admin_token``) wrapped as served.
 
-    The served stack (``server.build_stack``) adds the access log, ``/healthz``, the admin
+    The served stack (``stack.build_stack``) adds the access log, ``/healthz``, the admin
     endpoint with the shared control state (faults, outage mode), overload protection and
     fault injection. ``faults`` is written to the shared control row first, as an admin PUT
     would, so every worker applies it.
@@ -411,7 +411,8 @@ def create_app(
     api = create_api(db_path=db_path, pki=pki, clock=clock, batch_worker=batch_worker)
     if not (stack or faults is not None or admin_token is not None):
         return api
-    from onshi.backend.server import Limits, build_stack
+    from onshi.backend.overload import Limits
+    from onshi.backend.stack import build_stack
 
     clock = clock or time.time
     if faults is not None:

@@ -26,11 +26,11 @@ APP_FACTORY = "onshi.backend.app:server_app"
 
 
 def _limit(name: str) -> Any:
-    """A default of ``server.Limits``, read when ``serve`` runs (the server module imports
-    uvicorn, too heavy for every ``onshi --help``); the help texts quote the same defaults."""
+    """A default of ``overload.Limits``, read when ``serve`` runs (kept out of every
+    ``onshi --help``); the help texts quote the same defaults."""
 
     def default() -> Any:
-        from onshi.backend.server import Limits
+        from onshi.backend.overload import Limits
 
         return getattr(Limits(), name)
 
@@ -111,6 +111,31 @@ def backend() -> None:
     help="Overload: the Retry-After seconds of a 503 (default 1).",
 )
 @click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=_limit("max_connections"),
+    help="Overload: open connections per worker; beyond, 503 and close (default 4096).",
+)
+@click.option(
+    "--max-per-facility",
+    type=click.IntRange(min=1),
+    default=_limit("max_per_facility"),
+    help="Overload: one facility credential's requests in flight or queued per worker; "
+    "beyond, 429 (default 64).",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=_limit("header_timeout_s"),
+    help="Seconds for a request's headers to arrive, else close (default 10.0).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=_limit("body_timeout_s"),
+    help="Seconds for a request's body to arrive after its headers, else 408 (default 10.0).",
+)
+@click.option(
     "--allow-non-loopback",
     is_flag=True,
     help="Listen on a non-loopback --host on purpose (default: loopback only).",
@@ -128,38 +153,61 @@ def serve(
     max_queue: int,
     queue_timeout: float,
     retry_after: int,
+    max_connections: int,
+    max_per_facility: int,
+    header_timeout: float,
+    body_timeout: float,
     allow_non_loopback: bool,
 ) -> None:
     """Serve the eligibility API (seeding DB first if it does not exist)."""
+    from onshi.backend import server
     from onshi.backend.faults import FaultConfig
+    from onshi.backend.overload import Limits
     from onshi.backend.population import ensure_population
-    from onshi.backend.server import Limits, check_host, run_server
 
-    check_host(host, allow_non_loopback=allow_non_loopback)
+    server.check_host(host, allow_non_loopback=allow_non_loopback)
     config = FaultConfig.load(faults) if faults is not None else None
-    summary = ensure_population(db, persons=persons)
-    if summary is not None:
+    limits = Limits(
+        max_in_flight,
+        max_queue,
+        queue_timeout,
+        retry_after,
+        max_connections=max_connections,
+        max_per_facility=max_per_facility,
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+    )
+    sock = server.bind_socket(host, port)  # a busy port fails here, before seeding or printing
+    try:
+        summary = ensure_population(db, persons=persons)
+        if summary is not None:
+            click.echo(
+                f"seeded {db}: {summary.persons} persons, {summary.cards} cards, "
+                f"{summary.facilities} facilities in {summary.seconds:.1f} s",
+                err=True,
+            )
         click.echo(
-            f"seeded {db}: {summary.persons} persons, {summary.cards} cards, "
-            f"{summary.facilities} facilities in {summary.seconds:.1f} s",
+            f"serving http://{host}:{port} ({workers} worker(s)), contract at /openapi.json",
             err=True,
         )
-    click.echo(
-        f"serving http://{host}:{port} ({workers} worker(s)), contract at /openapi.json", err=True
-    )
-    click.echo(f"test credentials and example cards: onshi backend fixtures --db {db}", err=True)
-    run_server(
-        APP_FACTORY,
-        db_path=db,
-        host=host,
-        port=port,
-        workers=workers,
-        faults=config,
-        admin_token=admin_token,
-        log_level=log_level,
-        limits=Limits(max_in_flight, max_queue, queue_timeout, retry_after),
-        allow_non_loopback=allow_non_loopback,
-    )
+        click.echo(
+            f"test credentials and example cards: onshi backend fixtures --db {db}", err=True
+        )
+        server.run_server(
+            APP_FACTORY,
+            db_path=db,
+            host=host,
+            port=port,
+            workers=workers,
+            faults=config,
+            admin_token=admin_token,
+            log_level=log_level,
+            limits=limits,
+            allow_non_loopback=allow_non_loopback,
+            sock=sock,
+        )
+    finally:
+        sock.close()
 
 
 @backend.command()
@@ -294,10 +342,17 @@ def parse_rates(items: tuple[str, ...]) -> EdgeRates:
     help="A database made by `onshi backend seed` or `serve`.",
 )
 @click.option("--kind", "kinds", multiple=True, help="Only this fixture kind (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print every example row as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print every example row as JSON, each with its ready request (or facility headers).",
+)
 def fixtures(db: Path, kinds: tuple[str, ...], as_json: bool) -> None:
     """Show the test population's example rows: facility credentials, cards and numbers for
-    every outcome (what a reader or a load test needs to call the API)."""
+    every outcome, each number row as a request body to paste (the API's field names,
+    Birthdate as yyyyMMdd); send it with a facility's headers and Content-Type:
+    application/json."""
     from onshi.backend.population import FIXTURE_KINDS
     from onshi.backend.store import Store
 
@@ -311,25 +366,39 @@ def fixtures(db: Path, kinds: tuple[str, ...], as_json: bool) -> None:
         )
     with Store.open(db, create=False) as store:
         rows = store.fixtures()
-    chosen = {k: rows.get(k, []) for k in (kinds or FIXTURE_KINDS)}
+    chosen = {
+        k: [_with_request(k, row) for row in rows.get(k, [])] for k in (kinds or FIXTURE_KINDS)
+    }
     if as_json:
         click.echo(json.dumps(chosen, ensure_ascii=False, default=str, indent=2))
         return
     for kind, items in chosen.items():
-        first = items[0] if items else {}
         click.echo(f"{kind} ({len(items)}): {FIXTURE_KINDS[kind]}")
-        if first:
-            click.echo(f"    e.g. {_example(kind, first)}")
+        if items:
+            click.echo(f"    {_example(kind, items[0])}")
+
+
+def _with_request(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The fixture row plus what a client sends for it: ``headers`` for a facility, else a
+    ``request`` (method, path, body in the API's names; null for cards, sent by a reader)."""
+    from onshi.backend.examples import example_request, facility_headers
+
+    if kind == "facility":
+        return {**row, "headers": facility_headers(row)}
+    return {**row, "request": example_request(kind, row)}
 
 
 def _example(kind: str, row: dict[str, Any]) -> str:
-    """One line a person can use: the credential, the card serial or the numbers."""
+    """One line a person can use: the credential headers, the card, or a request to paste."""
     if kind == "facility":
+        headers = "  ".join(f"{k}: {v}" for k, v in row["headers"].items())
+        return f"{headers}  ({row['kind']}, prefecture {row['prefecture']})"
+    request = row.get("request")
+    if request is None:
         return (
-            f"X-Facility-Code: {row['code']}  Authorization: Bearer {row['secret']}"
-            f"  ({row['kind']}, prefecture {row['prefecture']})"
+            f"card seed {row['seed']!r}, auth certificate serial {row['serial']:x} "
+            "(a reader sends its certificate: onshi quickstart)"
         )
-    if "serial" in row:
-        return f"card seed {row['seed']!r}, auth certificate serial {row['serial']:x}"
-    keys = ("insurer_number", "symbol", "number", "branch", "birthdate")
-    return ", ".join(f"{k}={row[k]}" for k in keys if row.get(k) is not None)
+    body = json.dumps(request["body"], ensure_ascii=False)
+    note = "  (only in outage mode: PUT /admin/outage-mode)" if kind == "demographics" else ""
+    return f"{request['method']} {request['path']} {body}{note}"

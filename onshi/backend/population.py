@@ -36,11 +36,14 @@ Numbering decisions [E] (documented, not sourced unless marked):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
+import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -225,14 +228,13 @@ def ensure_population(
 
     Seeds into ``<path>.seeding`` and renames it into place, so a crash mid-seed never leaves a
     half-populated database that a later start would take for a complete one; ``<path>.lock``
-    serialises concurrent callers.
+    serialises concurrent callers and is removed when done.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # One seeder at a time (several `serve` processes may start together); the others wait
     # and then find the population in place.
-    with open(target.with_name(target.name + ".lock"), "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _seed_lock(target.with_name(target.name + ".lock")):
         if target.exists():
             with Store.open(target) as store:
                 if store.stats()["persons"]:
@@ -256,6 +258,34 @@ def ensure_population(
             store.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         staging.rename(target)
         return summary
+
+
+@contextlib.contextmanager
+def _seed_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` that leaves no file behind.
+
+    The holder unlinks the file before releasing it; a waiter that then gets the lock on the
+    unlinked file sees that `path` is no longer (or another) file and tries again, so two
+    processes never both hold "the" lock."""
+    while True:
+        lock = open(path, "a+b")  # noqa: SIM115 - closed below or on leaving
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(lock.fileno()).st_ino:
+                break
+        except BaseException:
+            lock.close()
+            raise
+        lock.close()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        lock.close()
 
 
 def card_row(store: Store, serial: int) -> dict[str, Any] | None:

@@ -1,26 +1,30 @@
-"""Running the reference backend: the middleware stack, uvicorn workers, and a test-side launcher.
+"""Running the reference backend: admission in the HTTP protocol, uvicorn workers, a launcher.
 
 The API app (a factory `module:attr` called as `factory(db_path=...)` in each worker, e.g.
-`onshi.backend.app:create_api`) is wrapped,
-outermost first, in: an access log without personal data, `/healthz`, the admin endpoint
-(`admin.AdminApp`), overload protection (`ConcurrencyLimiter`) and fault injection
-(`faults.FaultInjector`). Injected latency therefore holds a concurrency slot, as a slow
-backend would, and the admin endpoint and `/healthz` stay reachable when the API is overloaded.
+`onshi.backend.app:server_app`) runs inside the middleware stack of `stack.build_stack`.
 
-`run_server` runs it on uvicorn with uvloop and httptools, one or several worker processes, a
-graceful shutdown on SIGTERM (uvicorn's: stop accepting, finish requests in flight), and only on
-loopback addresses unless told otherwise (CI rule: nothing listens on a shared network).
-`start_server` launches `python -m onshi.backend.server` on a free loopback port and waits for
-`/healthz`; tests, load tests and the quickstart use it.
+`AbortableHttpToolsProtocol` is uvicorn's httptools protocol plus what must happen before the
+app (see `overload`): it dispatches a request only once its body is complete, sheds it with
+503 + Retry-After when the worker is over its limits or the request is older than the queue
+budget (measured from the kernel's receipt), enforces the header and body read timeouts, and
+installs the abort hook fault injection resets connections with.
+
+`run_server` binds the listening socket itself (a busy port is one `error:` line before
+anything is printed or seeded) and runs uvicorn with uvloop on it, one or several worker
+processes, a graceful shutdown on SIGTERM (uvicorn's: stop accepting, finish requests in
+flight), and only on loopback addresses unless told otherwise (CI rule: nothing listens on a
+shared network). `start_server` binds a free loopback port, hands the socket to
+`python -m onshi.backend.server` and waits for `/healthz`; tests, load tests and the quickstart
+use it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import dataclasses
+import errno
 import http.client
 import importlib
 import ipaddress
@@ -40,172 +44,222 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from onshi.backend.accesslog import AccessLog, log_config
-from onshi.backend.admin import AdminApp, ControlStore, ControlSync
-from onshi.backend.auth import ApiProblem
-from onshi.backend.faults import (
-    ABORT_SCOPE_KEY,
-    ASGIApp,
-    FaultConfig,
-    FaultInjector,
-    Receive,
-    Scope,
-    Send,
+from onshi.backend.accesslog import log_config
+from onshi.backend.admin import ControlStore
+from onshi.backend.faults import ABORT_SCOPE_KEY, ASGIApp, FaultConfig
+from onshi.backend.overload import (
+    ARRIVED_SCOPE_KEY,
+    DEFAULT_LIMITS,
+    Admission,
+    ConcurrencyLimiter,
+    Limits,
+    ReadClock,
+    ReadPhase,
+    Shed,
+    body_timeout_problem,
+    body_too_large_problem,
+    kernel_arrival,
+    response_bytes,
 )
+from onshi.backend.stack import Health, build_stack
 from onshi.errors import OnshiError
 
 ENV_SERVER = "ONSHI_SERVER"
 """JSON `ServerSettings` handed from `run_server` to each uvicorn worker process."""
 ENV_ADMIN_TOKEN = "ONSHI_ADMIN_TOKEN"
 PROTOCOL = "onshi.backend.server:AbortableHttpToolsProtocol"
-ARRIVED_SCOPE_KEY = "onshi.arrived"
-"""Scope key: `time.monotonic()` when the request's first bytes were parsed (set by the server)."""
+
+__all__ = [  # Limits, ConcurrencyLimiter and build_stack live in overload / stack
+    "ARRIVED_SCOPE_KEY",
+    "ConcurrencyLimiter",
+    "Health",
+    "Limits",
+    "RunningServer",
+    "bind_socket",
+    "build_stack",
+    "run_server",
+    "start_server",
+]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Limits:
-    """Overload protection: requests beyond `max_in_flight` wait in a queue of `max_queue`;
-    anything beyond is answered 503 with `Retry-After` at once. `queue_timeout_s` is the budget
-    from a request's arrival to its admission: it covers waiting for a slot and, when the server
-    stamps arrivals (`ARRIVED_SCOPE_KEY`), waiting in a saturated event loop too. The API does
-    its SQLite work without yielding, so under overload requests pile up in the loop rather than
-    in flight; the age check is what sheds them there."""
+class WorkerGuard:
+    """One worker's admission state: the dispatch decision, its counters, and a watchdog that
+    enforces the connections' read deadlines.
 
-    max_in_flight: int = 256
-    max_queue: int = 256
-    queue_timeout_s: float = 1.0
-    retry_after_s: int = 1
+    One timer for all connections (every quarter of the shorter timeout, at most 1 s) rather
+    than a timer per request: a request then costs two float stores, and a timeout fires
+    within a quarter of its length late.
+    """
 
-
-class ConcurrencyLimiter:
-    """ASGI middleware bounding concurrent requests per worker (FIFO hand-over of slots)."""
-
-    def __init__(self, app: ASGIApp, limits: Limits) -> None:
-        self.app = app
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
-        self.in_flight = 0
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.clock = clock
+        self.admission = Admission(limits)
+        self.counts = self.admission.counts
+        self.connections: set[Any] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self.tick_s = min(1.0, max(0.01, min(limits.header_timeout_s, limits.body_timeout_s) / 4))
+
+    def watch(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        """Start the watchdog on this worker's loop (once; uvicorn's connection set)."""
+        if self._timer is None:
+            self.connections = connections
+            self._timer = loop.call_later(self.tick_s, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = self.clock()
+        for protocol in list(self.connections):
+            check = getattr(protocol, "check_read_deadline", None)
+            if check is not None:
+                check(now)
+        self._timer = loop.call_later(self.tick_s, self._tick, loop)
 
     def stats(self) -> dict[str, int]:
-        return {"in_flight": self.in_flight, "queued": len(self.waiters), **self.counts}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        budget = self.limits.queue_timeout_s
-        arrived = scope.get(ARRIVED_SCOPE_KEY)
-        if arrived is not None:
-            budget -= time.monotonic() - arrived
-            if budget <= 0:
-                self.counts["rejected_queue_age"] += 1
-                await self._reject(send, "queue-timeout")
-                return
-        if self.in_flight < self.limits.max_in_flight and not self.waiters:
-            self.in_flight += 1
-        elif len(self.waiters) >= self.limits.max_queue:
-            self.counts["rejected_queue_full"] += 1
-            await self._reject(send, "queue-full")
-            return
-        elif not await self._wait_for_slot(budget):
-            self.counts["rejected_queue_timeout"] += 1
-            await self._reject(send, "queue-timeout")
-            return
-        self.counts["admitted"] += 1
-        self.counts["peak_in_flight"] = max(self.counts["peak_in_flight"], self.in_flight)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self._release()
-
-    async def _wait_for_slot(self, budget: float) -> bool:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        self.counts["queued_total"] += 1
-        self.counts["peak_queued"] = max(self.counts["peak_queued"], len(self.waiters))
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), budget)
-            return True
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
-                if isinstance(exc, TimeoutError):
-                    return True  # the slot arrived as the budget ran out: use it
-                self._release()  # handed a slot we will not use
-            else:
-                waiter.cancel()
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(waiter)
-            if isinstance(exc, TimeoutError):
-                return False
-            raise
-
-    def _release(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot passes on; in_flight stays the same
-                return
-        self.in_flight -= 1
-
-    async def _reject(self, send: Send, reason: str) -> None:
-        lim = self.limits
-        body = json.dumps(
-            {
-                "status": 503,
-                "title": "Service Unavailable",
-                "detail": f"overloaded ({reason}): {self.in_flight} requests in flight, "
-                f"{len(self.waiters)} queued (limits {lim.max_in_flight}/{lim.max_queue})",
-                "fix": f"retry after {lim.retry_after_s} s",
-            }
-        ).encode()
-        headers = [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(lim.retry_after_s).encode()),
-            (b"x-onshi-overload", reason.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        return {"connections": len(self.connections), **self.counts}
 
 
-class Health:
-    """ASGI middleware answering `/healthz` (which worker, which control version)."""
+_guard: WorkerGuard | None = None
 
-    def __init__(self, app: ASGIApp, control: ControlSync) -> None:
-        self.app = app
-        self.control = control
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/healthz":
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] != "GET":  # TRACE, PUT, ... : 405 with Allow, as the API answers
-            detail = f"{scope['method']} is not allowed on /healthz"
-            problem = ApiProblem(405, "Method not allowed", detail, fix="use GET")
-            body = json.dumps(problem.body()).encode()
-            headers = [(b"content-type", b"application/problem+json"), (b"allow", b"GET")]
-            headers.append((b"content-length", b"%d" % len(body)))
-            await send({"type": "http.response.start", "status": 405, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        state = self.control.current()
-        body = json.dumps(
-            {"status": "ok", "pid": os.getpid(), "control_version": state.version}
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+def worker_guard() -> WorkerGuard:
+    """This process's guard, with the limits `run_server` passed in `ONSHI_SERVER`."""
+    global _guard
+    if _guard is None:
+        raw = os.environ.get(ENV_SERVER)
+        _guard = WorkerGuard(ServerSettings.from_json(raw).limits if raw else Limits())
+    return _guard
 
 
 class AbortableHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a scope hook that resets the connection (RST) and the
-    arrival time of each request (for the limiter's queue-time budget)."""
+    """uvicorn's httptools protocol with admission at dispatch (see `overload`), header and
+    body read timeouts, and a scope hook that resets the connection (RST) for fault injection.
+
+    uvicorn starts the app when a request's headers are in; this protocol starts it when the
+    body is complete too (`_start_asgi_task` defers it), so a slow body costs a connection, not
+    a task or a concurrency slot, and a request that may not run is answered without one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = worker_guard()
+        self.read_clock = ReadClock(self.guard.limits)
+        self._sock: Any = None
+        self._deferred: tuple[Any, Any] | None = None
+        self._over_capacity = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        guard = self.guard
+        guard.watch(self.loop, self.connections)
+        self._sock = transport.get_extra_info("socket")
+        n = len(self.connections)
+        self._over_capacity = n > guard.limits.max_connections
+        if n > guard.counts["peak_connections"]:
+            guard.counts["peak_connections"] = n
+        self.read_clock.start(ReadPhase.HEADERS, guard.clock())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._deferred = None
+        self.read_clock.stop()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope[ABORT_SCOPE_KEY] = self._reset_connection  # type: ignore[literal-required]
-        self.scope[ARRIVED_SCOPE_KEY] = time.monotonic()  # type: ignore[literal-required]
+        if self.read_clock.phase is None:  # a new connection's clock runs from connection_made
+            self.read_clock.start(ReadPhase.HEADERS, self.guard.clock())
+
+    def on_headers_complete(self) -> None:
+        self.read_clock.start(ReadPhase.BODY, self.guard.clock())
+        super().on_headers_complete()
+        deferred = self._deferred
+        if self.expect_100_continue and deferred is not None and deferred[0] is self.cycle:
+            # uvicorn answers 100 when the app first reads; here the app starts after the body.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.cycle.waiting_for_100_continue = False
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        if len(cycle.body) + len(body) > self.guard.limits.max_body_bytes:
+            self.guard.counts["body_too_large"] += 1
+            self._answer_without_app(
+                cycle, response_bytes(body_too_large_problem(self.guard.limits), close=True), True
+            )
+            return
+        cycle.body += body  # no pause at uvicorn's high-water mark: the app is not reading yet
+        cycle.message_event.set()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.read_clock.stop()
+        deferred = self._deferred
+        if deferred is not None and deferred[0] is self.cycle and not self.cycle.more_body:
+            self._deferred = None
+            self._dispatch(*deferred)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if cycle.more_body:  # the body is still arriving: dispatch once it is complete
+            self._deferred = (cycle, app)
+            return
+        self._dispatch(cycle, app)
+
+    def _dispatch(self, cycle: Any, app: Any) -> None:
+        now = time.monotonic()
+        arrived = kernel_arrival(self._sock, now)
+        pending = len(self.tasks)
+        admission = self.guard.admission
+        shed = admission.decide(
+            now=now,
+            arrived=arrived,
+            pending=pending,
+            over_capacity=self._over_capacity,
+            path=cycle.scope.get("path", ""),
+        )
+        if shed is None:
+            cycle.scope[ARRIVED_SCOPE_KEY] = arrived
+            super()._start_asgi_task(cycle, app)
+        else:
+            answer = admission.shed_response(shed, pending=pending)
+            self._answer_without_app(cycle, answer, shed is Shed.CONNECTIONS)
+
+    def _answer_without_app(self, cycle: Any, answer: bytes, close: bool) -> None:
+        """Write a whole answer for `cycle` from the protocol (no task, no app)."""
+        if self._deferred is not None and self._deferred[0] is cycle:
+            self._deferred = None
+        cycle.response_started = cycle.response_complete = True
+        self.read_clock.stop()
+        if self.transport.is_closing():
+            return
+        self.transport.write(answer)
+        if close or not cycle.keep_alive:
+            self.transport.close()
+        else:
+            self.on_response_complete()
+
+    def check_read_deadline(self, now: float) -> None:
+        """Called by the watchdog: close a connection whose headers or body are overdue (a
+        body gets a 408 first when no other answer is being written on the connection)."""
+        phase = self.read_clock.expired(now)
+        if phase is None or self.transport is None or self.transport.is_closing():
+            return
+        self.read_clock.stop()
+        counts = self.guard.counts
+        deferred = self._deferred
+        if phase is ReadPhase.BODY and deferred is not None and deferred[0] is self.cycle:
+            counts["body_timeouts"] += 1
+            problem = body_timeout_problem(self.guard.limits)
+            self._answer_without_app(self.cycle, response_bytes(problem, close=True), True)
+            return
+        counts["header_timeouts" if phase is ReadPhase.HEADERS else "body_timeouts"] += 1
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        if self._deferred is not None:  # the app never started on it: nothing to finish
+            self.transport.close()
+            return
+        super().shutdown()
 
     def _reset_connection(self) -> None:
         sock = self.transport.get_extra_info("socket")
@@ -224,7 +278,7 @@ class ServerSettings:
     app: str
     db_path: str
     admin_token: str | None = None
-    limits: Limits = Limits()
+    limits: Limits = DEFAULT_LIMITS
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -251,38 +305,6 @@ def load_app_factory(spec: str) -> Any:
     return obj
 
 
-def build_stack(
-    inner: ASGIApp,
-    *,
-    db_path: str | os.PathLike[str],
-    admin_token: str | None = None,
-    limits: Limits = Limits(),
-    clock: Callable[[], float] = time.time,
-) -> ASGIApp:
-    """Wrap an API app in the fault, overload, admin, health and access-log layers.
-
-    The faults and the outage mode come from the database's control row (`run_server` writes
-    the start-up ones); `clock` is the wall clock outage windows are judged by.
-    """
-    store = ControlStore(db_path)
-    injector = FaultInjector(inner, clock=clock)
-    limiter = ConcurrencyLimiter(injector, limits)
-    access: AccessLog
-
-    def stats() -> dict[str, Any]:
-        return {
-            "requests": dict(access.counts),
-            "overload": limiter.stats(),
-            "faults": dict(injector.counts),
-        }
-
-    control = ControlSync(store, stats=stats)
-    injector.config_source = control.faults
-    admin = AdminApp(limiter, control=control, token=admin_token, stats=stats)
-    access = AccessLog(Health(admin, control))
-    return access
-
-
 def worker_app() -> ASGIApp:
     """uvicorn factory, run in each worker: the API app from `ONSHI_SERVER` inside the stack."""
     raw = os.environ.get(ENV_SERVER)
@@ -290,7 +312,13 @@ def worker_app() -> ASGIApp:
         raise OnshiError(f"{ENV_SERVER} is not set", fix="start the server with run_server()")
     s = ServerSettings.from_json(raw)
     inner = load_app_factory(s.app)(db_path=s.db_path)
-    return build_stack(inner, db_path=s.db_path, admin_token=s.admin_token, limits=s.limits)
+    return build_stack(
+        inner,
+        db_path=s.db_path,
+        admin_token=s.admin_token,
+        limits=s.limits,
+        admission_stats=worker_guard().stats,
+    )
 
 
 def check_host(host: str, *, allow_non_loopback: bool) -> None:
@@ -310,6 +338,35 @@ def check_host(host: str, *, allow_non_loopback: bool) -> None:
         )
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` (not yet listening), inheritable by worker processes.
+
+    Binding first reserves the port, so a busy port is one clear error before anything is
+    seeded, printed or started."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OnshiError(
+                f"port {port} on {host} is in use",
+                fix=f"stop what listens there (ss -ltnp 'sport = :{port}') or pass another --port",
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise OnshiError(
+                f"port {port} on {host} needs privileges", fix="pass a --port of 1024 or more"
+            ) from None
+        raise OnshiError(
+            f"cannot listen on {host} port {port} ({exc.strerror or exc})",
+            fix="pass an address of this machine as --host, e.g. 127.0.0.1",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run_server(
     app: str,
     *,
@@ -320,15 +377,19 @@ def run_server(
     faults: FaultConfig | str | os.PathLike[str] | None = None,
     admin_token: str | None = None,
     log_level: str = "info",
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     allow_non_loopback: bool = False,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. `app` is `module:factory`, called as `factory(db_path=...)`.
 
-    The start-up faults (or none) replace whatever a previous run left in the database, and the
-    outage mode starts off: a restart is a clean slate.
+    `sock` is a bound socket to serve on (`bind_socket`, or one inherited from a launcher);
+    without it `host:port` is bound here. The start-up faults (or none) replace whatever a
+    previous run left in the database, and the outage mode starts off: a restart is a clean
+    slate.
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     check_host(host, allow_non_loopback=allow_non_loopback)
     if workers < 1:
@@ -337,29 +398,35 @@ def run_server(
     config = (
         faults if isinstance(faults, FaultConfig) or faults is None else FaultConfig.load(faults)
     )
-    store = ControlStore(db_path)
+    listener = sock if sock is not None else bind_socket(host, port)
     try:
-        store.set_faults(config or FaultConfig())
-        store.set_outage_mode(False)
+        store = ControlStore(db_path)
+        try:
+            store.set_faults(config or FaultConfig())
+            store.set_outage_mode(False)
+        finally:
+            store.close()
+        token = admin_token or os.environ.get(ENV_ADMIN_TOKEN) or None
+        settings = ServerSettings(app, str(db_path), token, limits)
+        os.environ[ENV_SERVER] = settings.to_json()
+        uv_config = uvicorn.Config(
+            "onshi.backend.server:worker_app",
+            factory=True,
+            workers=workers,
+            loop="uvloop",
+            http=PROTOCOL,
+            access_log=False,
+            log_config=log_config(log_level),
+            log_level=log_level,
+            timeout_graceful_shutdown=5,
+            server_header=False,
+        )
+        if workers > 1:
+            Multiprocess(uv_config, sockets=[listener]).run()
+        else:
+            uvicorn.Server(uv_config).run(sockets=[listener])
     finally:
-        store.close()
-    token = admin_token or os.environ.get(ENV_ADMIN_TOKEN) or None
-    settings = ServerSettings(app, str(db_path), token, limits)
-    os.environ[ENV_SERVER] = settings.to_json()
-    uvicorn.run(
-        "onshi.backend.server:worker_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http=PROTOCOL,
-        access_log=False,
-        log_config=log_config(log_level),
-        log_level=log_level,
-        timeout_graceful_shutdown=5,
-        server_header=False,
-    )
+        listener.close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -370,18 +437,23 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclasses.dataclass
 class RunningServer:
-    """A server subprocess started by `start_server` (its own process group)."""
+    """A server subprocess started by `start_server` (its own process group). Stopping it
+    removes `workdir` (its log and fault file); `log_text()` still answers from memory."""
 
     process: subprocess.Popen[bytes]
     host: str
     port: int
     log_path: Path
+    workdir: Path | None = None
+    _log: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def log_text(self) -> str:
+        if self._log is not None:
+            return self._log
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self, timeout: float = 15.0) -> int:
@@ -392,19 +464,53 @@ class RunningServer:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-        return int(self.process.wait())
+        code = int(self.process.wait())
+        self._remove_workdir()
+        return code
 
     def kill(self) -> None:
         """kill -9 the server and its workers (the process group it leads)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        self._remove_workdir()
+
+    def _remove_workdir(self) -> None:
+        if self.workdir is None or self._log is not None:
+            return
+        with contextlib.suppress(OSError):
+            self._log = self.log_path.read_text(encoding="utf-8", errors="replace")
+        if self._log is None:
+            self._log = ""
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def limits_args(limits: Limits) -> list[str]:
+    """`python -m onshi.backend.server` options for `limits`."""
+    out: list[str] = []
+    for option, field in _LIMIT_OPTIONS:
+        out += [option, str(getattr(limits, field))]
+    return out
+
+
+_LIMIT_OPTIONS = (
+    ("--max-in-flight", "max_in_flight"),
+    ("--max-queue", "max_queue"),
+    ("--queue-timeout", "queue_timeout_s"),
+    ("--retry-after", "retry_after_s"),
+    ("--max-connections", "max_connections"),
+    ("--max-per-facility", "max_per_facility"),
+    ("--header-timeout", "header_timeout_s"),
+    ("--body-timeout", "body_timeout_s"),
+    ("--max-body", "max_body_bytes"),
+    ("--max-pending", "max_pending"),
+)
 
 
 def start_server(
@@ -414,57 +520,53 @@ def start_server(
     workers: int = 1,
     faults: FaultConfig | str | os.PathLike[str] | None = None,
     admin_token: str | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     log_level: str = "warning",
     timeout_s: float = 60.0,
     env: dict[str, str] | None = None,
 ) -> RunningServer:
     """Start `python -m onshi.backend.server` on a free loopback port; return once `/healthz`
-    answers (or raise with the server's log tail)."""
+    answers (or raise with the server's log tail).
+
+    The port is bound here and the socket handed to the server process, so no other process
+    can take it between choosing and listening."""
     workdir = Path(tempfile.mkdtemp(prefix="onshi-server-"))
     args = ["--app", app, "--db", str(db_path), "--workers", str(workers)]
-    args += ["--log-level", log_level, "--max-in-flight", str(limits.max_in_flight)]
-    args += ["--max-queue", str(limits.max_queue), "--queue-timeout", str(limits.queue_timeout_s)]
-    args += ["--retry-after", str(limits.retry_after_s)]
-    if isinstance(faults, FaultConfig):
-        (workdir / "faults.json").write_text(faults.to_json(), encoding="utf-8")
-        args += ["--faults", str(workdir / "faults.json")]
-    elif faults is not None:
-        args += ["--faults", str(faults)]
-    full_env = {**os.environ, **(env or {})}
-    if admin_token is not None:
-        full_env[ENV_ADMIN_TOKEN] = admin_token
-    last_error = ""
+    args += ["--log-level", log_level, *limits_args(limits)]
     server: RunningServer | None = None
     try:
-        for attempt in range(3):  # a free port can be taken between probing and binding
-            port = free_port()
-            log_path = workdir / f"server-{attempt}.log"
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "onshi.backend.server", *args, "--port", str(port)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=full_env,
-                    start_new_session=True,
-                )
-            server = RunningServer(proc, "127.0.0.1", port, log_path)
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _healthy(server.host, port):
-                    return server
-                time.sleep(0.05)
-            if proc.poll() is None:
-                server.kill()
-            last_error = server.log_text()[-2000:]
-            if "address already in use" not in last_error.lower():
-                break
+        if isinstance(faults, FaultConfig):
+            (workdir / "faults.json").write_text(faults.to_json(), encoding="utf-8")
+            args += ["--faults", str(workdir / "faults.json")]
+        elif faults is not None:
+            args += ["--faults", str(faults)]
+        full_env = {**os.environ, **(env or {})}
+        if admin_token is not None:
+            full_env[ENV_ADMIN_TOKEN] = admin_token
+        log_path = workdir / "server.log"
+        with bind_socket("127.0.0.1", 0) as sock, open(log_path, "wb") as log:
+            port = int(sock.getsockname()[1])
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "onshi.backend.server", *args, "--fd", str(sock.fileno())],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                start_new_session=True,
+                pass_fds=(sock.fileno(),),
+            )
+        server = RunningServer(proc, "127.0.0.1", port, log_path, workdir)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _healthy(server.host, port):
+                return server
+            time.sleep(0.05)
+        last_error = server.log_text()[-2000:]
+        server.kill()  # removes the work dir; the error below carries the log's tail
     except BaseException:  # interrupted while starting (Ctrl-C, SIGTERM, a timeout): leave nothing
-        if server is not None and server.process.poll() is None:
+        if server is not None:
             server.kill()
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    shutil.rmtree(workdir, ignore_errors=True)  # the error below carries the log's tail
     raise OnshiError(
         f"the backend server did not answer /healthz: {last_error.strip() or 'no output'}",
         fix="read the server log above",
@@ -489,17 +591,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--db", required=True, help="SQLite database path")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--fd", type=int, help="serve on this inherited, bound socket (not --port)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--faults", help="fault config file (YAML or JSON)")
     p.add_argument("--admin-token", help=f"admin bearer token (default: ${ENV_ADMIN_TOKEN})")
     p.add_argument("--log-level", default="info")
-    p.add_argument("--max-in-flight", type=int, default=Limits.max_in_flight)
-    p.add_argument("--max-queue", type=int, default=Limits.max_queue)
-    p.add_argument("--queue-timeout", type=float, default=Limits.queue_timeout_s)
-    p.add_argument("--retry-after", type=int, default=Limits.retry_after_s)
+    defaults = Limits()
+    for option, field in _LIMIT_OPTIONS:
+        value = getattr(defaults, field)
+        p.add_argument(option, dest=field, type=type(value), default=value)
     p.add_argument("--allow-non-loopback", action="store_true")
     a = p.parse_args(argv)
+    limits = Limits(**{field: getattr(a, field) for _, field in _LIMIT_OPTIONS})
     try:
+        check_host(a.host, allow_non_loopback=a.allow_non_loopback)
+        sock = socket.socket(fileno=a.fd) if a.fd is not None else None
         run_server(
             a.app,
             db_path=a.db,
@@ -509,8 +615,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             faults=a.faults,
             admin_token=a.admin_token,
             log_level=a.log_level,
-            limits=Limits(a.max_in_flight, a.max_queue, a.queue_timeout, a.retry_after),
+            limits=limits,
             allow_non_loopback=a.allow_non_loopback,
+            sock=sock,
         )
     except OnshiError as exc:
         print(f"error: {exc}", file=sys.stderr)

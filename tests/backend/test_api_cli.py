@@ -171,6 +171,7 @@ def test_serve_passes_overload_limits_and_the_non_loopback_opt_in(
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(server, "run_server", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(server, "bind_socket", lambda host, port: server.socket.socket())
     monkeypatch.setattr(population, "ensure_population", lambda path, **kw: None)
     db = str(tmp_path / "x.db")
     runner = CliRunner()
