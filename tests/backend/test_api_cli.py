@@ -53,37 +53,47 @@ def test_bad_arguments_end_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in bad_count.output
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> httpx.Response | None:
+    """/healthz's answer once serve answers; None if it exited first (the deadline only
+    guards against a hang)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return None
+
+
 def test_serve_seeds_when_absent_and_answers(tmp_path: Path) -> None:
     db = tmp_path / "served.db"
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("onshi")),
-            "backend",
-            "serve",
-            "--db",
-            str(db),
-            "--port",
-            str(port),
-            "--population",
-            "400",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "ONSHI_ADMIN_TOKEN": "cli-admin"},
-    )
+    # A free port can be taken by another process before serve binds it (tests run in
+    # parallel here): serve then exits with its one-line error, and we try another port.
+    for _attempt in range(5):
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("onshi")),
+                "backend",
+                "serve",
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--population",
+                "400",
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "ONSHI_ADMIN_TOKEN": "cli-admin"},
+        )
+        health = wait_healthy(proc, port)
+        if health is not None or proc.poll() != 2:
+            break
     try:
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         assert health is not None and health.status_code == 200, (
             proc.poll(),
             proc.stdout and proc.stdout.read(),

@@ -143,6 +143,13 @@ def test_the_check_catches_lost_writes(tmp_path: Path) -> None:
         _check_acks(path, acks)
 
 
+def _has_data(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def test_killed_seed_leaves_no_half_population(tmp_path: Path) -> None:
     """kill -9 during ensure_population: the target never appears half-seeded."""
     path = tmp_path / "seeded.db"
@@ -153,9 +160,10 @@ def test_killed_seed_leaves_no_half_population(tmp_path: Path) -> None:
     child = subprocess.Popen([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE)
     staging = path.with_name(path.name + ".seeding")
     deadline = time.monotonic() + 60
-    while not staging.exists() and time.monotonic() < deadline and child.poll() is None:
+    # Kill once the staging database holds data (not after a guessed sleep); 400,000 persons
+    # take far longer to seed than that, so the kill lands mid-seed.
+    while not _has_data(staging) and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
-    time.sleep(1.0)
     assert child.poll() is None, "the seed finished before it could be killed"
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
