@@ -20,7 +20,8 @@ from onshi.transport.vpcd import Control, VpcdCard
 
 from .conftest import CERT, DoubleCard
 
-TIMEOUT = 5.0
+TIMEOUT = 30.0
+"""Only guards against a hang: every wait below returns as soon as its event happens."""
 
 
 class FakeVpcd:
@@ -177,28 +178,28 @@ def test_drop_after_execution_hangs_up_without_the_answer(
 
 
 def test_reconnects_with_backoff_until_pcscd_is_there() -> None:
-    probe = socket.create_server(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens yet: the card must keep retrying
+    # "pcscd" listens on a port of its own from the start, but the factory refuses until it
+    # is "up": no port is probed, freed and bound again later (another process could take it).
+    fake = FakeVpcd()
+    up = threading.Event()
     refused = threading.Event()
     attempts: list[float] = []
 
     def factory(host: str, port: int, timeout: float) -> socket.socket:
         attempts.append(timeout)
-        try:
-            return socket.create_connection((host, port), timeout=timeout)
-        except OSError:
+        if not up.is_set():
             if len(attempts) >= 3:
                 refused.set()
-            raise
+            raise ConnectionRefusedError(111, "nothing listens yet")
+        return socket.create_connection((host, port), timeout=timeout)
 
-    vcard = VpcdCard(DoubleCard(), port=port, sock_factory=factory, backoff=(0.005, 0.02))
+    vcard = VpcdCard(DoubleCard(), port=fake.port, sock_factory=factory, backoff=(0.005, 0.02))
     vcard.start()
     try:
         assert refused.wait(TIMEOUT)
         assert isinstance(vcard.last_error, ConnectionRefusedError)
         assert not vcard.connected.is_set()
-        fake = FakeVpcd(port)
+        up.set()
         try:
             fake.accept()
             assert vcard.wait_connected(TIMEOUT)
@@ -219,7 +220,7 @@ def test_stop_interrupts_a_blocked_recv(vpcd: FakeVpcd) -> None:
     vcard = VpcdCard(DoubleCard(), port=vpcd.port).start()
     vpcd.accept()
     assert vcard.wait_connected(TIMEOUT)
-    vcard.stop(timeout=2.0)  # raises if the thread is still alive
+    vcard.stop(timeout=TIMEOUT)  # raises if the thread is still alive
     assert vpcd.conn is not None and vpcd.conn.recv(1) == b""
     vcard.stop()  # idempotent
 
