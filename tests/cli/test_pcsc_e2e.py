@@ -250,7 +250,8 @@ def test_serve_then_apdu_from_another_process(
     tmp_path: Path, env: dict[str, str], serve: ServeFactory
 ) -> None:
     pcap = tmp_path / "serve.pcap"
-    served, socket = serve("--duration", "8", "--pcap", str(pcap))
+    # The duration only bounds the run: the clients below must never race it.
+    served, socket = serve("--duration", "300", "--pcap", str(pcap))
     assert "Virtual PCD 00 00" in served.text
     assert f"export PCSCLITE_CSOCK_NAME={socket}" in served.text
 
@@ -288,7 +289,8 @@ def test_serve_then_apdu_from_another_process(
     (line,) = unknown.stderr.strip().splitlines()
     assert line.startswith("error: no reader matches 'Nope'") and "(fix: " in line
 
-    code, out, err = served.finish()  # stops by itself after --duration
+    served.proc.send_signal(signal.SIGTERM)
+    code, out, err = served.finish()
     assert code == 0, out + err
     assert "APDUs answered: 7" in out
     commands = [
@@ -397,8 +399,18 @@ def test_quickstart_without_pcscd_installed_is_one_line(
     assert line.startswith("error: ") and "pcscd" in line and "(fix: " in line
 
 
+def test_serve_stops_by_itself_after_its_duration(
+    tmp_path: Path, env: dict[str, str], serve: ServeFactory
+) -> None:
+    served, socket = serve("--duration", "1")
+    code, out, err = served.finish(timeout=60)
+    assert code == 0 and "Traceback" not in err, out + err
+    assert "APDUs answered: 0" in out
+    assert not socket.exists()
+
+
 def test_readers_table(tmp_path: Path, env: dict[str, str], serve: ServeFactory) -> None:
-    _served, socket = serve("--duration", "5")
+    _served, socket = serve("--duration", "300")  # bounds the run; the fixture stops it
     done = run(["readers"], env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"PC/SC readers on {socket}" in done.stdout
