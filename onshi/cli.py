@@ -6,6 +6,9 @@ Every command lives in :mod:`onshi.commands` (one module per group) and renders 
 - an :class:`~onshi.errors.OnshiError` (bad profile, bad APDU hex, unknown reader, ...) ends as
   one line ``error: <message> (fix: <fix>)`` on stderr with exit status 2, never a traceback;
 - bad arguments end as click usage errors (exit status 2);
+- with ``--json`` on the command line, both end instead as one JSON object on one line of
+  stderr, ``{"error": "<message>", "fix": "<fix or null>"}``, same exit status 2: stdout only
+  ever holds a command's data, so a script reads stdout for results and stderr for failures;
 - Ctrl-C ends quietly with exit status 130 (SIGTERM with 143 where a command unwinds on it);
 - anything else is a bug in onshi and keeps its traceback.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from typing import Any
 
 import click
@@ -44,6 +48,10 @@ _OPTIONAL = frozenset({"backend"})
 """Commands whose module may be absent (not written yet, or its extra not installed)."""
 
 
+JSON_FLAG = "--json"
+"""The option that asks a command for data; when given, failures are printed as JSON too."""
+
+
 class UserError(click.ClickException):
     """An :class:`OnshiError` on its way out: one line on stderr, exit status 2."""
 
@@ -55,6 +63,37 @@ class UserError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class JsonError(click.ClickException):
+    """A user or usage error of a ``--json`` command: one JSON object on one line of stderr."""
+
+    exit_code = EXIT_USER_ERROR
+
+    def __init__(self, message: str, fix: str | None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+    def show(self, file: Any = None) -> None:
+        doc = {"error": self.message, "fix": self.fix}
+        click.echo(json.dumps(doc, ensure_ascii=False), file=file, err=file is None)
+
+    @classmethod
+    def from_usage(cls, error: click.ClickException) -> JsonError:
+        """A click usage error (bad option value, missing argument) as a JSON error."""
+        ctx = getattr(error, "ctx", None)
+        path = ctx.command_path if ctx is not None else "onshi"
+        return cls(error.format_message(), f"see `{path} --help`")
+
+
+def wants_json(args: list[str]) -> bool:
+    """Whether ``--json`` is among the command-line arguments (before any ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == JSON_FLAG:
+            return True
+    return False
 
 
 def _unavailable(name: str, error: Exception) -> click.Command:
@@ -98,11 +137,23 @@ class OnshiGroup(click.Group):
         assert isinstance(command, click.Command), f"{module_name}.{attr} is not a click command"
         return command
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Decided from the raw arguments: a usage error can strike before --json is parsed.
+        ctx.meta["onshi.json"] = wants_json(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get("onshi.json"))
         try:
             return super().invoke(ctx)
         except OnshiError as error:
+            if as_json:
+                raise JsonError(error.message, error.fix) from None
             raise UserError(error) from None
+        except click.ClickException as error:
+            if as_json and not isinstance(error, JsonError):
+                raise JsonError.from_usage(error) from None
+            raise
         except KeyboardInterrupt:
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except Terminated:
