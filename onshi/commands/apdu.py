@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ import click
 
 from onshi.commands.params import SYSTEM_PCSCD_SOCKET, write_pcap
 from onshi.errors import OnshiError
+from onshi.transport.pcsc import pcscd_answers
 
 if TYPE_CHECKING:
     from onshi.apdu import CommandAPDU
@@ -24,19 +24,6 @@ SOCKET_OPTION = click.option(
 )
 
 
-def _answers(path: Path) -> bool:
-    """True when a pcscd listens on the unix socket ``path`` (a stale file does not count)."""
-    if not path.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
 def resolve_socket(explicit: Path | None) -> Path | None:
     """Which pcscd to talk to: ``--socket``, else ``$PCSCLITE_CSOCK_NAME``, else the system
     pcscd when it answers, else a private pcscd started by ``onshi card serve --pcscd``.
@@ -45,7 +32,7 @@ def resolve_socket(explicit: Path | None) -> Path | None:
     started): the transport keeps that target itself, since it re-points the variable.
     """
     if explicit is not None:
-        if not _answers(explicit):
+        if not pcscd_answers(explicit):
             raise OnshiError(
                 f"no pcscd answers on --socket {explicit}",
                 fix="start one with `onshi card serve --pcscd` and use the socket it prints",
@@ -53,7 +40,7 @@ def resolve_socket(explicit: Path | None) -> Path | None:
         return explicit
     if os.environ.get("PCSCLITE_CSOCK_NAME"):
         return None
-    if _answers(SYSTEM_PCSCD_SOCKET):
+    if pcscd_answers(SYSTEM_PCSCD_SOCKET):
         return SYSTEM_PCSCD_SOCKET
     from onshi.transport import find_private_pcscd
 

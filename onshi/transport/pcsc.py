@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -68,6 +69,22 @@ def _board() -> Path:
 def _default_socket() -> Path:
     configured = os.environ.get("PCSCLITE_CSOCK_NAME")
     return Path(configured) if configured else DEFAULT_SOCKET
+
+
+def pcscd_answers(path: Path) -> bool:
+    """True when a pcscd listens on the unix socket ``path`` (a stale file does not count).
+
+    Asked before any PC/SC call: libpcsclite would otherwise spend its own retries on a socket
+    nobody serves."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _establish_via_board(target: Path) -> tuple[int, int]:
@@ -170,11 +187,36 @@ def match_reader(wanted: str, readers: list[str]) -> str:
     )
 
 
+def _no_card_codes() -> frozenset[int]:
+    """What SCardConnect answers for an empty reader: pcsc-lite says SCARD_E_NO_SMARTCARD, and
+    SCARD_W_REMOVED_CARD when the card left between its presence poll and our connect."""
+    scard = _scard()
+    return frozenset(_code(c) for c in (scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_REMOVED_CARD))
+
+
+class NoCardError(CardRemovedError):
+    """The reader holds no card when we connect (an empty slot, not a card lost mid-session).
+
+    A :class:`CardRemovedError` too, so reconnect loops treat both alike; ``reader`` and
+    ``code`` (the PC/SC result) are kept as data for callers.
+    """
+
+    def __init__(self, reader: str, waited: float, hresult: int) -> None:
+        self.reader = reader
+        self.code = _code(hresult)
+        waited_text = f" (waited {waited:g} s)" if waited > 0 else ""
+        super().__init__(
+            f"no card in reader {reader!r}{waited_text}",
+            fix="insert a card into that reader (or wait longer with --card-timeout), "
+            "or name a reader that holds one (`onshi readers` lists them)",
+        )
+
+
 class PcscTransport(Transport):
     """A T=1 session with the card in one PC/SC reader.
 
     ``card_timeout`` is how long :meth:`connect` waits for a card to be present in the reader
-    (0 = fail at once with :class:`CardRemovedError`).
+    (0 = fail at once); an empty reader ends in :class:`NoCardError`.
     """
 
     def __init__(
@@ -212,8 +254,10 @@ class PcscTransport(Transport):
         hresult, hcard, protocol = scard.SCardConnect(
             self._hcontext, self.reader, scard.SCARD_SHARE_SHARED, _protocols()
         )
+        if _code(hresult) in _no_card_codes():
+            raise NoCardError(self.reader, self.card_timeout, hresult)
         if hresult != scard.SCARD_S_SUCCESS:
-            self._raise(hresult, f"connecting to the card in {self.reader!r}")
+            self._raise(hresult, "connecting to the card")
         self._hcard, self._protocol = hcard, protocol
         self._stale_events = None
         self._events = self._reader_events()
@@ -335,7 +379,7 @@ class PcscTransport(Transport):
             self._stale_events = self._events
             self._drop_card(unpower=False)
             raise CardRemovedError(
-                f"card in {self.reader!r} is gone while {doing}: {_message(hresult)}"
+                f"the card in {self.reader!r} went away while {doing}: {_message(hresult)}"
             )
         if code in (_code(scard.SCARD_E_NO_SERVICE), _code(scard.SCARD_E_READER_UNAVAILABLE)):
             self._drop_card(unpower=False)
