@@ -6,7 +6,9 @@ import datetime as dt
 from collections.abc import Iterable
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -40,23 +42,101 @@ def tries_text(remaining: int, max_tries: int, *, is_set: bool = True) -> Text:
     return Text(label, style=style)
 
 
-def profiles_table(rows: Iterable[ProfileSummary]) -> Table:
-    """The shipped profiles, one per row: name and situation, kind, PIN tries, certificates."""
-    table = Table(title="Card profiles", box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("profile / situation", ratio=1, min_width=26)
-    table.add_column("kind", max_width=10)
-    table.add_column("PIN", justify="right", no_wrap=True)
-    table.add_column("auth cert", no_wrap=True)
-    table.add_column("sign cert", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            Text.assemble((row.name, "bold cyan"), "\n", (row.headline, "dim")),
-            row.kind,
-            tries_text(row.pin_remaining, row.pin_max, is_set=row.pin_set),
-            cert_text(row.auth_cert),
-            cert_text(row.sign_cert),
+_UNBOUNDED = 10_000
+"""A width no terminal has: measuring at it gives a table's true minimum (rich measures a
+table's columns at the widths it would already have cut them to)."""
+
+
+def _narrowest(console: Console, options: ConsoleOptions, table: Table) -> int:
+    """The width below which rich would cut words of ``table``."""
+    return Measurement.get(console, options.update_width(_UNBOUNDED), table).minimum
+
+
+class ProfilesTable:
+    """The shipped profiles, one per row, laid out for the width it is rendered at.
+
+    rich shrinks a too-wide table by cutting its widest wrappable column, words and all, down
+    to the width left. So each layout has a single wrappable column (the situation, which
+    wraps at spaces) and the widest layout whose narrowest form still fits whole words is
+    chosen: separate columns when wide; the situation under the name at 80 columns; the kind
+    and then the PIN and certificate states folded into fewer columns below that.
+    """
+
+    def __init__(self, rows: Iterable[ProfileSummary]) -> None:
+        self.rows = list(rows)
+
+    def layouts(self) -> list[Table]:
+        """Every layout, widest first."""
+        return [self._table(split, fold_kind, fold_states)
+                for split, fold_kind, fold_states in (
+                    (True, False, False), (False, False, False),
+                    (False, True, False), (False, True, True),
+                )]  # fmt: skip
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        layouts = self.layouts()
+        fitting = (t for t in layouts if _narrowest(console, options, t) <= options.max_width)
+        yield next(fitting, layouts[-1])
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        layouts = self.layouts()
+        unbounded = options.update_width(_UNBOUNDED)
+        widest = Measurement.get(console, unbounded, layouts[0]).maximum
+        return Measurement(_narrowest(console, options, layouts[-1]), widest).with_maximum(
+            options.max_width
         )
-    return table
+
+    def _table(self, split: bool, fold_kind: bool, fold_states: bool) -> Table:
+        headers: list[tuple[str, bool]] = []  # (header, wraps)
+        if split:
+            headers.append(("profile", False))
+        headers.append(("situation" if split else "profile / situation", True))
+        if not fold_kind:
+            headers.append(("kind", False))
+        if fold_states:
+            headers.append(("PIN / certificates", False))
+        else:
+            headers += [("PIN", False), ("auth cert", False), ("sign cert", False)]
+        rows = [self._cells(row, split, fold_kind, fold_states) for row in self.rows]
+        table = Table(title="Card profiles", box=box.SIMPLE_HEAD, title_justify="left")
+        for index, (header, wraps) in enumerate(headers):
+            # rich measures a no_wrap column by its longest word; say its real width instead
+            widest = max(_width(cells[index]) for cells in [[Text(h) for h, _ in headers], *rows])
+            table.add_column(
+                header,
+                no_wrap=not wraps,
+                min_width=None if wraps else widest,
+                justify="right" if header == "PIN" else "left",
+            )
+        for cells in rows:
+            table.add_row(*cells)
+        return table
+
+    @staticmethod
+    def _cells(row: ProfileSummary, split: bool, fold_kind: bool, fold_states: bool) -> list[Text]:
+        name = Text(row.name, style="bold cyan")
+        situation = Text(row.headline, style="dim")
+        if fold_kind:
+            situation = Text.assemble(situation, "\n", (row.kind, "italic"))
+        cells = [name, situation] if split else [Text.assemble(name, "\n", situation)]
+        if not fold_kind:
+            cells.append(Text(row.kind))
+        pin = tries_text(row.pin_remaining, row.pin_max, is_set=row.pin_set)
+        auth, sign = cert_text(row.auth_cert), cert_text(row.sign_cert)
+        if fold_states:
+            cells.append(Text.assemble("PIN ", pin, "\nauth ", auth, "\nsign ", sign))
+        else:
+            cells += [pin, auth, sign]
+        return cells
+
+
+def _width(text: Text) -> int:
+    return max((cell_len(line) for line in text.plain.splitlines()), default=0)
+
+
+def profiles_table(rows: Iterable[ProfileSummary]) -> ProfilesTable:
+    """The ``onshi card list`` table (see :class:`ProfilesTable` for its layouts)."""
+    return ProfilesTable(rows)
 
 
 def _facts_grid() -> Table:
