@@ -282,16 +282,22 @@ def test_backend_group_is_mounted() -> None:
     assert isinstance(cli.main.get_command(click.Context(cli.main), "backend"), click.Group)
 
 
-def test_serve_without_pcscd_waits_for_a_vpcd_and_stops_after_duration(tmp_path: Path) -> None:
-    """Nothing listens on 127.0.0.1:35963 outside the private namespaces: the card keeps
-    retrying, the view says so, and --duration still ends the command cleanly."""
+def test_serve_without_pcscd_fails_after_connect_timeout(tmp_path: Path) -> None:
+    """Nothing takes the card on a refused vpcd port: one error line, exit 2, no reader or
+    socket printed as if live, and the pcap is still written on the way out."""
+    import socket
+
     pcap = tmp_path / "none.pcap"
-    result = invoke("card", "serve", "--profile", "valid", "--duration", "0.6", "--pcap", str(pcap))
-    assert result.exit_code == 0, result.output
-    assert "/run/pcscd/pcscd.comm" in result.stdout
-    assert "waiting for vpcd" in result.stdout
-    assert "APDUs answered: 0" in result.stdout
-    assert len(ApduTrace.read_pcap(pcap)) == 0  # written on exit, even with nothing in it
+    with socket.socket() as held:  # bound, not listening: every connection is refused
+        held.bind(("127.0.0.1", 0))
+        port = str(held.getsockname()[1])
+        args = ["card", "serve", "--profile", "valid", "--vpcd-port", port, "--pcap", str(pcap)]
+        result = invoke(*args, "--connect-timeout", "0.2")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "(fix: " in line and f"127.0.0.1:{port}" in line
+    assert "pcscd socket" not in result.stdout and "APDUs answered" not in result.stdout
+    assert len(ApduTrace.read_pcap(pcap)) == 0
 
 
 def test_card_show_and_quickstart_accept_a_profile_file(tmp_path: Path) -> None:

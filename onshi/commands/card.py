@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ from onshi.commands.params import (
     load_profile_arg,
     write_pcap,
 )
+from onshi.errors import OnshiError
 
 LIVE_REFRESH_PER_SECOND = 4
 """The live APDU count is redrawn a few times a second, never per APDU."""
@@ -103,19 +105,46 @@ def show_card(name: str, as_json: bool, today: dt.date | None) -> None:
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Stop after this many seconds (default: until Ctrl-C or SIGTERM).",
+    help="Stop after this many seconds of serving (default: until Ctrl-C or SIGTERM).",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for pcscd's vpcd to take the card; then fail with status 2.",
+)
+@click.option(
+    "--vpcd-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Without --pcscd: the vpcd port of the running pcscd (default 35963 + slot, as in "
+    "vpcd's reader.conf).",
 )
 def serve_card(
-    profile_name: str, private_pcscd: bool, slot: int, pcap: Path | None, duration: float | None
+    profile_name: str,
+    private_pcscd: bool,
+    slot: int,
+    pcap: Path | None,
+    duration: float | None,
+    connect_timeout: float,
+    vpcd_port: int | None,
 ) -> None:
     """Present an emulated card on the virtual reader until stopped.
 
     With --pcscd a private pcscd is started and its socket printed (clients reach it with
     PCSCLITE_CSOCK_NAME, and `onshi apdu` finds it by itself); without it the card connects to
-    the vpcd port of an already running pcscd on 127.0.0.1 (and keeps retrying until one
-    listens). SIGTERM or --duration end it with status 0, Ctrl-C with 130; either way the pcap
-    is written and everything started is stopped.
+    the vpcd port of an already running pcscd on 127.0.0.1, retrying for --connect-timeout
+    seconds. The reader and socket are printed once the card is in. SIGTERM or --duration end
+    it with status 0, Ctrl-C with 130, no pcscd within --connect-timeout with 2; either way the
+    pcap is written and everything started is stopped.
     """
+    if private_pcscd and vpcd_port is not None:
+        raise OnshiError(
+            "--vpcd-port applies only to an already running pcscd, not to --pcscd",
+            fix="drop --vpcd-port (the private pcscd's vpcd listens on its own port)",
+        )
     from onshi.card import Card
     from onshi.report.console import stdout_console
     from onshi.report.serve import ServeView
@@ -130,20 +159,37 @@ def serve_card(
         stack.enter_context(_stop_on_sigterm(stop))
         if pcap is not None:
             stack.callback(write_pcap, trace, pcap, console)
+        socket_path: Path | None
         if private_pcscd:
             from onshi.transport import PrivatePcscd
 
             pcscd = stack.enter_context(PrivatePcscd(publish=True))
-            vcard = pcscd.connect_card(emulated, slot=slot, trace=trace)
+            vcard = pcscd.connect_card(emulated, slot=slot, trace=trace, wait=connect_timeout)
             socket_path = Path(pcscd.socket_path)
             reader = pcscd.reader_names[slot]
         else:
             from onshi.transport import VPCD_PORT, VpcdCard
 
-            vcard = VpcdCard(emulated, host="127.0.0.1", port=VPCD_PORT + slot, trace=trace)
+            port = VPCD_PORT + slot if vpcd_port is None else vpcd_port
+            vcard = VpcdCard(emulated, host="127.0.0.1", port=port, trace=trace)
+            stack.callback(vcard.stop)
             vcard.start()
-            socket_path = SYSTEM_PCSCD_SOCKET
-            reader = f"Virtual PCD 00 {slot:02d}"
+            console.print(
+                f"waiting up to {connect_timeout:g} s for pcscd to take the card on its vpcd "
+                f"port 127.0.0.1:{port} …",
+                style="dim",
+            )
+            if not _wait_connected(vcard, stop, connect_timeout):
+                if stop.is_set():
+                    return  # SIGTERM while waiting: a clean stop, nothing was served
+                raise OnshiError(
+                    f"no pcscd took the card on vpcd port 127.0.0.1:{port} within "
+                    f"{connect_timeout:g} s (last attempt: {vcard.last_error or 'no answer'})",
+                    fix="start pcscd with the vpcd driver (ci/setup.sh installs it), or let "
+                    f"onshi start a private one: onshi card serve --profile {profile_name} "
+                    "--pcscd",
+                )
+            socket_path, reader = _system_reader(slot)
         stack.callback(vcard.stop)
         view = ServeView(
             profile=profile,
@@ -162,6 +208,40 @@ def serve_card(
             _wait(stop, duration)
         if not console.is_terminal:
             console.line()  # Live leaves its last frame without a newline when not on a tty
+
+
+def _wait_connected(vcard: Any, stop: threading.Event, timeout: float) -> bool:
+    """Whether the card reached vpcd within ``timeout`` (False at once on SIGTERM)."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if vcard.wait_connected(min(0.1, remaining)):
+            return True
+    return False
+
+
+def _system_reader(slot: int) -> tuple[Path | None, str]:
+    """The socket and reader name of the running pcscd that took the card, as it lists them.
+
+    The socket is ``None`` when no pcscd answers on it from here (its vpcd port can be
+    reachable when its socket is not, e.g. across a container boundary); the reader name then
+    falls back to what vpcd calls ``slot``.
+    """
+    from onshi.transport import TransportError, list_readers
+    from onshi.transport.pcsc import pcscd_answers
+
+    fallback = f"Virtual PCD 00 {slot:02X}"
+    socket_path = Path(os.environ.get("PCSCLITE_CSOCK_NAME") or SYSTEM_PCSCD_SOCKET)
+    if not pcscd_answers(socket_path):
+        return None, fallback
+    try:
+        names = list_readers(socket_path=socket_path)
+    except TransportError:
+        return None, fallback
+    vpcd = [n for n in names if n.startswith("Virtual PCD") and n.endswith(f" {slot:02X}")]
+    return socket_path, vpcd[0] if vpcd else fallback
 
 
 def _wait(stop: threading.Event, duration: float | None) -> None:

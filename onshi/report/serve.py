@@ -29,7 +29,8 @@ class ServeView:
 
     profile: CardProfile
     reader: str
-    socket_path: Path
+    socket_path: Path | None
+    """The pcscd socket clients use; ``None`` when no pcscd answers on it from here."""
     vcard: Any
     """The served :class:`onshi.transport.VpcdCard` (``exchanges``, ``drops``, ``connected``)."""
     started: float
@@ -43,14 +44,22 @@ class ServeView:
         grid.add_column()
         grid.add_row("profile", f"{self.profile.name} ({self.profile.token})")
         grid.add_row("reader", self.reader)
-        grid.add_row("pcscd socket", str(self.socket_path))
+        grid.add_row("pcscd socket", str(self.socket_path or "none answers here"))
         until = "Ctrl-C or SIGTERM" if self.duration is None else f"{self.duration:g} s"
         grid.add_row("serving until", until)
+        from onshi.apdu import select_aid
+        from onshi.cardmap import JPKI_AID
+
+        select_jpki = select_aid(JPKI_AID).to_bytes().hex().upper()
+        apdu = _unwrapped(f"  onshi apdu --reader '{self.reader}' {select_jpki}")
+        if self.socket_path is None:
+            note = "PC/SC clients that reach this pcscd's socket, e.g. (with --socket PATH):"
+            return Group(grid, Text(note, style="dim"), apdu)
         return Group(
             grid,
             Text("PC/SC clients in another shell (onshi apdu finds it by itself):", style="dim"),
             _unwrapped(f"  export PCSCLITE_CSOCK_NAME={self.socket_path}"),
-            _unwrapped(f"  onshi apdu --reader '{self.reader}' 00A4040C0AD392F000260100000001"),
+            apdu,
         )
 
     def __rich__(self) -> RenderableType:
