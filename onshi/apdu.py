@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 
+from onshi.cardmap import AID_NAMES, JPKI_AID
 from onshi.errors import OnshiError
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "ResponseAPDU",
     "describe_command",
     "describe_sw",
+    "select_aid",
+    "select_ef",
 ]
 
 _RULE_CASES = "ISO/IEC 7816-4 §5.1 (command APDU cases 1-4, short and extended length)"
@@ -99,15 +102,8 @@ _SW_TEXT: dict[int, str] = {
     SW.NO_PRECISE_DIAGNOSIS: "no precise diagnosis",
 }
 
-AIDS: dict[bytes, str] = {
-    bytes.fromhex("D392F000260100000001"): "JPKI AP",
-    bytes.fromhex("D3921000310001010408"): "券面事項入力補助AP",
-    bytes.fromhex("D3921000310001010402"): "券面AP",
-    bytes.fromhex("D3921000310001010401"): "住基AP",
-    bytes.fromhex("D3921000310001010100"): "共通AP",
-    bytes.fromhex("A0000001510000"): "GlobalPlatform ISD",
-}
-"""Application identifiers of the My Number card (card_apdu.md §1), for people."""
+AIDS = AID_NAMES
+"""Application identifiers of the My Number card, for people (see :mod:`onshi.cardmap`)."""
 
 
 def _check_byte(name: str, value: int) -> None:
@@ -228,7 +224,7 @@ class CommandAPDU:
             raise APDUFormatError(
                 f"APDU {text!r} is not hex: {where}",
                 rule="hexadecimal byte notation (two hex digits per byte)",
-                fix='write the APDU as hex bytes, e.g. "00 A4 04 0C 0A D3 92 F0 00 26 01 ..."',
+                fix=f'write the APDU as hex bytes, e.g. "{select_aid(JPKI_AID).hex()}"',
             ) from None
         return cls.parse(raw)
 
@@ -296,6 +292,16 @@ class ResponseAPDU:
 
     def hex(self) -> str:
         return self.to_bytes().hex(" ").upper()
+
+
+def select_aid(aid: bytes) -> CommandAPDU:
+    """SELECT an application by DF name, no FCI (``00 A4 04 0C``): how readers enter an AP."""
+    return CommandAPDU(cla=0x00, ins=0xA4, p1=0x04, p2=0x0C, data=aid)
+
+
+def select_ef(fid: int) -> CommandAPDU:
+    """SELECT an EF of the current application by its 2-byte file id (``00 A4 02 0C``)."""
+    return CommandAPDU(cla=0x00, ins=0xA4, p1=0x02, p2=0x0C, data=fid.to_bytes(2, "big"))
 
 
 def describe_sw(sw: int) -> str:

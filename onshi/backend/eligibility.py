@@ -9,12 +9,9 @@ Rule 2: nothing here reads the wall clock; the app passes ``now`` (Unix seconds)
 Certificates: the chain is checked once per distinct certificate (bounded LRU keyed by the
 base64 text as sent) with ``TestPKI.check_certificate``; the time-dependent part (not yet valid,
 expired, 3-month grace, expiring within 3 months) is recomputed on every request from the
-cached dates.
+cached dates. The states, the renewal window and the grace rule are the PKI's
+(:mod:`onshi.pki.verify`), so this fast path and ``CertCheck.state`` agree to the second.
 Revocation comes from the card's row in the store (our stand-in for JPKI's CRL/OCSP answer).
-
-The grace after expiry: sources disagree ("有効期限満了日が属する月の末日から3か月" vs "有効期限が
-切れた日から3か月", onshi_system_facts.md §5). [I] We take the first (two sources): the grace
-ends at the end of the third month after the month in which the certificate expired.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from cryptography import x509
@@ -43,7 +39,7 @@ from onshi.backend.codes import (
     SegmentOfResult,
 )
 from onshi.backend.queries import CardQuery, NumberQuery, b64_value
-from onshi.pki import JST, CertStatus, TestPKI, add_months
+from onshi.pki import JST, CertState, TestPKI, expiring_from, grace_end
 
 CHALLENGE_TTL_S = 300.0
 """Challenges live 5 minutes and are single-use."""
@@ -51,20 +47,6 @@ FACE_MAX_AGE_S = 300.0
 """A face-match attestation older than this is stale."""
 FACE_MAX_SKEW_S = 30.0
 """Tolerated clock skew for an attestation dated in the future."""
-
-
-class CertState(Enum):
-    """Where a user-auth certificate stands at one moment, as the answer needs it."""
-
-    VALID = "valid"
-    EXPIRING = "expiring"
-    """Valid, but expires within 3 months: success with ONSW001."""
-    EXPIRED_IN_GRACE = "expired_in_grace"
-    """Expired, within the grace: eligibility only (ONSW002), no record views."""
-    EXPIRED = "expired"
-    NOT_YET_VALID = "not_yet_valid"
-    UNKNOWN_ISSUER = "unknown_issuer"
-    BAD_SIGNATURE = "bad_signature"
 
 
 _CHAIN_ERRORS = {
@@ -96,34 +78,6 @@ class _Chain:
     public_key: Any
 
 
-def expiring_from(not_after: dt.datetime) -> dt.datetime:
-    """The first moment at which ``not_after`` < moment + 3 calendar months (JST).
-
-    Equivalent to the PKI's ``expires_within_3_months``: searched by the day, then the second,
-    since calendar months clamp at month ends and have no exact inverse.
-    """
-    local = not_after.astimezone(JST)
-    low = add_months(local, -3) - dt.timedelta(days=4)
-    high = local
-    # Invariant: low is not within 3 months, high is (add_months is monotonic).
-    while (high - low).total_seconds() > 1:
-        mid = low + (high - low) / 2
-        if local < add_months(mid, 3):
-            high = mid
-        else:
-            low = mid
-    return high
-
-
-def grace_end(not_after: dt.datetime) -> dt.datetime:
-    """End of the 3-month grace after expiry (see the module docstring)."""
-    local = not_after.astimezone(JST)
-    month_end = add_months(local.replace(day=1), 1) - dt.timedelta(days=1)
-    last = add_months(month_end.replace(day=1), 3)
-    next_month = add_months(last, 1)
-    return next_month.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 class CertificateVerifier:
     """Chain checks against the test CA, cached by the certificate's base64 text."""
 
@@ -153,10 +107,8 @@ class CertificateVerifier:
             trusted: CertState | None = CertState.UNKNOWN_ISSUER
         else:
             check = self._pki.check_certificate(cert, "auth", at=cert.not_valid_before_utc)
-            trusted = {
-                CertStatus.UNKNOWN_ISSUER: CertState.UNKNOWN_ISSUER,
-                CertStatus.BAD_SIGNATURE: CertState.BAD_SIGNATURE,
-            }.get(check.status)
+            untrusted = (CertState.UNKNOWN_ISSUER, CertState.BAD_SIGNATURE)
+            trusted = check.status if check.status in untrusted else None
         not_after = cert.not_valid_after_utc
         chain = _Chain(
             trusted,

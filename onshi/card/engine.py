@@ -53,17 +53,13 @@ from onshi.card.jpki import build_jpki
 from onshi.card.kenhojo import build_kenhojo
 from onshi.card.kenmen import build_kenmen
 from onshi.card.signing import MAX_INPUT
+from onshi.cardmap import AID_NAMES, COMMON_AID, GP_ISD_AID, JUKI_AID
 from onshi.profiles.model import CardProfile
 
 if TYPE_CHECKING:
     from onshi.pki import CardCredentials, TestPKI
 
-__all__ = ["COMMON_AID", "GP_ISD_AID", "JUKI_AID", "Card"]
-
-GP_ISD_AID = bytes.fromhex("A0000001510000")
-"""Selecting the GlobalPlatform ISD returns the card to its power-on (MF) state (SOL [C])."""
-JUKI_AID = bytes.fromhex("D3921000310001010401")
-COMMON_AID = bytes.fromhex("D3921000310001010100")
+__all__ = ["Card"]
 
 _SM_CLASSES = frozenset((0x08, 0x0C))
 _CLASSES = frozenset((0x00, 0x80))
@@ -103,7 +99,7 @@ class Card:
             apps += [build_kenhojo(profile), build_kenmen(profile)]
             # 住基AP and 共通AP answer SELECT like a My Number card (§1); their record files,
             # READ RECORD and their PINs are not modelled, so every EF answers 6A 82.
-            apps += [Application("住基AP", JUKI_AID, {}), Application("共通AP", COMMON_AID, {})]
+            apps += [Application(AID_NAMES[aid], aid, {}) for aid in (JUKI_AID, COMMON_AID)]
         self._apps: dict[bytes, Application] = {app.aid: app for app in apps}
         self._tries: dict[str, int] = {}
         self._secrets: dict[str, str | None] = {}
@@ -191,6 +187,7 @@ class Card:
             if not 1 <= len(cmd.data) <= 16:
                 return _sw(SW.WRONG_LENGTH)
             if cmd.data == GP_ISD_AID:
+                # Back to the power-on (MF) state, as SOL observed [C].
                 self._session = _Session()
                 return _sw(SW.OK)
             app = self._apps.get(cmd.data)

@@ -27,31 +27,26 @@ from onshi.card.filesystem import (
     lazy,
 )
 from onshi.card.signing import DigestInfoSigner
+from onshi.cardmap import (
+    AID_NAMES,
+    JPKI_AID,
+    JPKI_AUTH_CA,
+    JPKI_AUTH_CERT,
+    JPKI_AUTH_KEY,
+    JPKI_AUTH_PIN,
+    JPKI_FLAGS,
+    JPKI_SIGN_CA,
+    JPKI_SIGN_CERT,
+    JPKI_SIGN_KEY,
+    JPKI_SIGN_PASSWORD,
+    JPKI_TOKEN,
+)
 from onshi.profiles.model import CardProfile, Secret
 
 if TYPE_CHECKING:
     from onshi.pki import CardCredentials
 
-__all__ = [
-    "AUTH_KEY",
-    "AUTH_PIN",
-    "JPKI_AID",
-    "SIGN_KEY",
-    "SIGN_PASSWORD",
-    "build_jpki",
-    "token_info",
-]
-
-JPKI_AID = bytes.fromhex("D392F000260100000001")
-AUTH_KEY, AUTH_PIN, SIGN_KEY, SIGN_PASSWORD = 0x0017, 0x0018, 0x001A, 0x001B
-SIGN_CERT, SIGN_CA, TOKEN, FLAGS, AUTH_CERT, AUTH_CA = (
-    0x0001,
-    0x0002,
-    0x0006,
-    0x0008,
-    0x000A,
-    0x000B,
-)
+__all__ = ["build_jpki", "token_info"]
 
 _CKF_RNG, _CKF_LOGIN_REQUIRED, _CKF_USER_PIN_INITIALIZED, _CKF_TOKEN_INITIALIZED = (
     0x1,
@@ -98,25 +93,33 @@ def build_jpki(profile: CardProfile, creds: CardCredentials) -> Application:
         profile.sign_cert.present and creds.sign_cert is not None and creds.sign_key is not None
     )
     has_auth = profile.auth_cert.present
-    auth_read = (AUTH_PIN,) if profile.auth_cert_needs_pin else ()
+    auth_read = (JPKI_AUTH_PIN,) if profile.auth_cert_needs_pin else ()
     files: dict[int, Node] = {
-        SIGN_CA: BinaryEF(SIGN_CA, lazy(lambda: _der(creds.sign_ca_cert))),
-        TOKEN: BinaryEF(TOKEN, lazy(lambda: token_info(profile))),
-        FLAGS: BinaryEF(
-            FLAGS, lazy(lambda: bytes((0x8F if has_sign else 0, 0x8F if has_auth else 0, 0)))
+        JPKI_SIGN_CA: BinaryEF(JPKI_SIGN_CA, lazy(lambda: _der(creds.sign_ca_cert))),
+        JPKI_TOKEN: BinaryEF(JPKI_TOKEN, lazy(lambda: token_info(profile))),
+        JPKI_FLAGS: BinaryEF(
+            JPKI_FLAGS, lazy(lambda: bytes((0x8F if has_sign else 0, 0x8F if has_auth else 0, 0)))
         ),
-        AUTH_CA: BinaryEF(AUTH_CA, lazy(lambda: _der(creds.auth_ca_cert))),
+        JPKI_AUTH_CA: BinaryEF(JPKI_AUTH_CA, lazy(lambda: _der(creds.auth_ca_cert))),
     }
     if has_auth:
-        files[AUTH_PIN] = _key(AUTH_PIN, "jpki.auth_pin", profile.auth_pin, SecretFormat.PIN4)
-        files[AUTH_CERT] = BinaryEF(AUTH_CERT, lazy(lambda: _der(creds.auth_cert)), auth_read)
-        files[AUTH_KEY] = SigningKey(AUTH_KEY, DigestInfoSigner(creds.auth_key), AUTH_PIN)
+        files[JPKI_AUTH_PIN] = _key(
+            JPKI_AUTH_PIN, "jpki.auth_pin", profile.auth_pin, SecretFormat.PIN4
+        )
+        files[JPKI_AUTH_CERT] = BinaryEF(
+            JPKI_AUTH_CERT, lazy(lambda: _der(creds.auth_cert)), auth_read
+        )
+        files[JPKI_AUTH_KEY] = SigningKey(
+            JPKI_AUTH_KEY, DigestInfoSigner(creds.auth_key), JPKI_AUTH_PIN
+        )
     if has_sign:
-        files[SIGN_CERT] = BinaryEF(
-            SIGN_CERT, lazy(lambda: _der(creds.sign_cert)), (SIGN_PASSWORD,)
+        files[JPKI_SIGN_CERT] = BinaryEF(
+            JPKI_SIGN_CERT, lazy(lambda: _der(creds.sign_cert)), (JPKI_SIGN_PASSWORD,)
         )
-        files[SIGN_KEY] = SigningKey(SIGN_KEY, DigestInfoSigner(creds.sign_key), SIGN_PASSWORD)
-        files[SIGN_PASSWORD] = _key(
-            SIGN_PASSWORD, "jpki.sign_password", profile.sign_password, SecretFormat.PASSWORD
+        files[JPKI_SIGN_KEY] = SigningKey(
+            JPKI_SIGN_KEY, DigestInfoSigner(creds.sign_key), JPKI_SIGN_PASSWORD
         )
-    return Application("JPKI AP", JPKI_AID, files)
+        files[JPKI_SIGN_PASSWORD] = _key(
+            JPKI_SIGN_PASSWORD, "jpki.sign_password", profile.sign_password, SecretFormat.PASSWORD
+        )
+    return Application(AID_NAMES[JPKI_AID], JPKI_AID, files)

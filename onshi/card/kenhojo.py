@@ -12,13 +12,32 @@ from __future__ import annotations
 import hashlib
 
 from onshi.card.filesystem import Application, BinaryEF, KeyRef, Node, SecretFormat, lazy
-from onshi.card.records import cv_certificate, offset_table, pad_ff, record_issuer, tlv
+from onshi.card.records import cv_certificate, offset_table, pad_ff, record_issuer
+from onshi.cardmap import (
+    AID_NAMES,
+    BASIC4_TAGS,
+    KENHOJO_AID,
+    KENHOJO_BASIC4,
+    KENHOJO_BASIC_INFO,
+    KENHOJO_BLOCKED_KEY,
+    KENHOJO_COLLATION_A,
+    KENHOJO_COLLATION_B,
+    KENHOJO_CV_CERT,
+    KENHOJO_INTEGRITY,
+    KENHOJO_MY_NUMBER,
+    KENHOJO_PIN,
+)
 from onshi.profiles.model import CardProfile
+from onshi.tlv import tlv
 
-__all__ = ["KENHOJO_AID", "basic4_record", "build_kenhojo", "my_number_record"]
+__all__ = ["basic4_record", "build_kenhojo", "my_number_record"]
 
-KENHOJO_AID = bytes.fromhex("D3921000310001010408")
-PIN, BLOCKED, COLLATION_A, COLLATION_B = 0x0011, 0x0012, 0x0014, 0x0015
+PIN, BLOCKED, COLLATION_A, COLLATION_B = (
+    KENHOJO_PIN,
+    KENHOJO_BLOCKED_KEY,
+    KENHOJO_COLLATION_A,
+    KENHOJO_COLLATION_B,
+)
 CA_ID, KEY_ID = "6000033", "onshi-kenhojo-1"
 """Test-card CA key id (SOL: 6000033 on test cards) and our issuer key id [I]."""
 
@@ -30,12 +49,13 @@ def my_number_record(profile: CardProfile) -> bytes:
 
 def _basic4_items(profile: CardProfile) -> list[bytes]:
     h = profile.holder
-    return [
-        tlv(b"\xdf\x22", h.name.encode("utf-8")),
-        tlv(b"\xdf\x23", h.address.encode("utf-8")),
-        tlv(b"\xdf\x24", h.birthdate.strftime("%Y%m%d").encode("ascii")),
-        tlv(b"\xdf\x25", h.sex.value.encode("ascii")),
-    ]
+    values = {
+        "name": h.name.encode("utf-8"),
+        "address": h.address.encode("utf-8"),
+        "birthdate": h.birthdate.strftime("%Y%m%d").encode("ascii"),
+        "sex": h.sex.value.encode("ascii"),
+    }
+    return [tlv(tag, values[field]) for field, tag in BASIC4_TAGS.items()]
 
 
 def basic4_record(profile: CardProfile) -> bytes:
@@ -73,13 +93,21 @@ def build_kenhojo(profile: CardProfile) -> Application:
     tries = profile.collation_tries
     pin = profile.text_pin
     files: dict[int, Node] = {
-        0x0001: BinaryEF(0x0001, lazy(lambda: my_number_record(profile)), (PIN, COLLATION_A)),
-        0x0002: BinaryEF(0x0002, lazy(lambda: basic4_record(profile)), (PIN, COLLATION_B)),
-        0x0003: BinaryEF(
-            0x0003, lazy(lambda: integrity_record(profile)), (PIN, COLLATION_A, COLLATION_B)
+        KENHOJO_MY_NUMBER: BinaryEF(
+            KENHOJO_MY_NUMBER, lazy(lambda: my_number_record(profile)), (PIN, COLLATION_A)
         ),
-        0x0004: BinaryEF(0x0004, lazy(lambda: cv_certificate(record_issuer(CA_ID, KEY_ID)))),
-        0x0005: BinaryEF(0x0005, lazy(lambda: basic_info(profile))),
+        KENHOJO_BASIC4: BinaryEF(
+            KENHOJO_BASIC4, lazy(lambda: basic4_record(profile)), (PIN, COLLATION_B)
+        ),
+        KENHOJO_INTEGRITY: BinaryEF(
+            KENHOJO_INTEGRITY,
+            lazy(lambda: integrity_record(profile)),
+            (PIN, COLLATION_A, COLLATION_B),
+        ),
+        KENHOJO_CV_CERT: BinaryEF(
+            KENHOJO_CV_CERT, lazy(lambda: cv_certificate(record_issuer(CA_ID, KEY_ID)))
+        ),
+        KENHOJO_BASIC_INFO: BinaryEF(KENHOJO_BASIC_INFO, lazy(lambda: basic_info(profile))),
         PIN: KeyRef(
             PIN, "kenhojo.pin", pin.max_tries, SecretFormat.PIN4, pin.value, pin.remaining, True
         ),
@@ -101,4 +129,4 @@ def build_kenhojo(profile: CardProfile) -> Application:
             tries,
         ),
     }
-    return Application("券面事項入力補助AP", KENHOJO_AID, files)
+    return Application(AID_NAMES[KENHOJO_AID], KENHOJO_AID, files)

@@ -17,14 +17,23 @@ from onshi.card.records import (
     pad_ff,
     record_issuer,
     rsa_public_object,
-    tlv,
+)
+from onshi.cardmap import (
+    AID_NAMES,
+    KENMEN_AID,
+    KENMEN_BASIC_INFO,
+    KENMEN_COLLATION_A,
+    KENMEN_COLLATION_B,
+    KENMEN_CV_CERT,
+    KENMEN_FACE,
+    KENMEN_MY_NUMBER_IMAGE,
 )
 from onshi.profiles.model import CardProfile
+from onshi.tlv import tlv
 
-__all__ = ["KENMEN_AID", "build_kenmen", "face_record"]
+__all__ = ["build_kenmen", "face_record"]
 
-KENMEN_AID = bytes.fromhex("D3921000310001010402")
-COLLATION_B, COLLATION_A = 0x0012, 0x0013
+COLLATION_B, COLLATION_A = KENMEN_COLLATION_B, KENMEN_COLLATION_A
 CA_ID, KEY_ID = "6000023", "onshi-kenmen-1"
 """Test-card CA key id (SOL: 6000023 on test cards) and our issuer key id [I]."""
 
@@ -82,10 +91,16 @@ def build_kenmen(profile: CardProfile) -> Application:
     """The 券面AP's files and keys for ``profile``."""
     tries = profile.collation_tries
     files: dict[int, Node] = {
-        0x0002: BinaryEF(0x0002, lazy(lambda: face_record(profile)), (COLLATION_A, COLLATION_B)),
-        0x0003: BinaryEF(0x0003, lazy(lambda: basic_info(profile))),
-        0x0004: BinaryEF(0x0004, lazy(lambda: cv_certificate(record_issuer(CA_ID, KEY_ID)))),
-        0x0005: BinaryEF(0x0005, lazy(lambda: my_number_image(profile)), (COLLATION_A,)),
+        KENMEN_FACE: BinaryEF(
+            KENMEN_FACE, lazy(lambda: face_record(profile)), (COLLATION_A, COLLATION_B)
+        ),
+        KENMEN_BASIC_INFO: BinaryEF(KENMEN_BASIC_INFO, lazy(lambda: basic_info(profile))),
+        KENMEN_CV_CERT: BinaryEF(
+            KENMEN_CV_CERT, lazy(lambda: cv_certificate(record_issuer(CA_ID, KEY_ID)))
+        ),
+        KENMEN_MY_NUMBER_IMAGE: BinaryEF(
+            KENMEN_MY_NUMBER_IMAGE, lazy(lambda: my_number_image(profile)), (COLLATION_A,)
+        ),
         COLLATION_B: KeyRef(
             COLLATION_B,
             "kenmen.collation_b",
@@ -103,4 +118,4 @@ def build_kenmen(profile: CardProfile) -> Application:
             tries,
         ),
     }
-    return Application("券面AP", KENMEN_AID, files)
+    return Application(AID_NAMES[KENMEN_AID], KENMEN_AID, files)

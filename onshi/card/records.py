@@ -1,9 +1,8 @@
-"""BER-TLV data objects of the 券面 APs: definite lengths, the card's RSA public-key object and
-the card-verifiable certificate (``7F21``).
+"""The record layouts of the 券面 APs: offset tables, ``FF`` filler, the card's RSA public-key
+object and the card-verifiable certificate (``7F21``).
 
-The card uses private two-byte tags (``FF20``, ``DF21`` ...) with BER definite lengths
-(X.690 §8.1.3): one byte below 128, else ``81 xx`` / ``82 xx xx``. Clients that assume a
-single length byte break on long values, so every length here is computed, never assumed.
+The BER-TLV encoding itself (definite lengths, tags, parsing) is :mod:`onshi.tlv`, shared with
+the reader that parses these records.
 """
 
 from __future__ import annotations
@@ -14,81 +13,16 @@ from functools import cache
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from onshi.tlv import ber_length, tlv
+
 __all__ = [
     "RecordIssuer",
-    "TLVError",
-    "ber_length",
     "cv_certificate",
-    "iter_tlv",
     "offset_table",
     "pad_ff",
     "record_issuer",
     "rsa_public_object",
-    "tlv",
 ]
-
-
-class TLVError(ValueError):
-    """Bytes that are not a well-formed BER-TLV sequence (used by tests and decoders)."""
-
-
-def ber_length(n: int) -> bytes:
-    """BER definite length (X.690 §8.1.3.4/5): short form below 128, else 81/82/83 + bytes."""
-    if n < 0:
-        raise ValueError(f"negative length {n}")
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def tlv(tag: bytes, value: bytes) -> bytes:
-    """One data object: tag bytes as given, BER length, value."""
-    return tag + ber_length(len(value)) + value
-
-
-def _read_tag(buf: bytes, pos: int) -> int:
-    """End of the tag starting at ``pos`` (X.690 §8.1.2.4: low 5 bits 11111 = more bytes)."""
-    if pos >= len(buf):
-        raise TLVError(f"tag expected at offset {pos}, end of data")
-    end = pos + 1
-    if buf[pos] & 0x1F == 0x1F:
-        while True:
-            if end >= len(buf):
-                raise TLVError(f"tag at offset {pos} runs past the end")
-            end += 1
-            if not buf[end - 1] & 0x80:
-                break
-    return end
-
-
-def iter_tlv(buf: bytes, start: int = 0, end: int | None = None):
-    """Yield ``(tag, value, object_offset)`` for consecutive data objects in ``buf[start:end]``.
-
-    Stops at ``end`` or at the ``FF`` filler that pads card files (a tag byte ``FF`` followed
-    by ``FF`` is filler, not a tag).
-    """
-    end = len(buf) if end is None else end
-    pos = start
-    while pos < end:
-        if buf[pos] == 0xFF and (pos + 1 >= end or buf[pos + 1] == 0xFF):
-            return
-        tag_end = _read_tag(buf, pos)
-        if tag_end >= end:
-            raise TLVError(f"length expected at offset {tag_end}")
-        first = buf[tag_end]
-        if first < 0x80:
-            length, value_start = first, tag_end + 1
-        else:
-            count = first & 0x7F
-            if count == 0 or count > 3 or tag_end + 1 + count > end:
-                raise TLVError(f"bad length field {first:02X} at offset {tag_end}")
-            length = int.from_bytes(buf[tag_end + 1 : tag_end + 1 + count], "big")
-            value_start = tag_end + 1 + count
-        if value_start + length > end:
-            raise TLVError(f"value at offset {value_start} (length {length}) runs past the end")
-        yield buf[pos:tag_end], buf[value_start : value_start + length], pos
-        pos = value_start + length
 
 
 def offset_table(tag: bytes, outer_tag: bytes, items: list[bytes]) -> bytes:

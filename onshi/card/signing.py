@@ -13,6 +13,8 @@ from Crypto.Math.Numbers import Integer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
+from onshi.cardmap import SHA256_DIGEST_INFO_PREFIX
+
 __all__ = ["MAX_INPUT", "DigestInfoSigner"]
 
 MAX_INPUT = 245
@@ -21,7 +23,7 @@ MAX_INPUT = 245
 _DIGEST_INFO: tuple[tuple[bytes, hashes.HashAlgorithm], ...] = (
     (bytes.fromhex("3021300906052B0E03021A05000414"), hashes.SHA1()),
     (bytes.fromhex("302D300D06096086480165030402040500041C"), hashes.SHA224()),
-    (bytes.fromhex("3031300D060960864801650304020105000420"), hashes.SHA256()),
+    (SHA256_DIGEST_INFO_PREFIX, hashes.SHA256()),
     (bytes.fromhex("3041300D060960864801650304020205000430"), hashes.SHA384()),
     (bytes.fromhex("3051300D060960864801650304020305000440"), hashes.SHA512()),
 )

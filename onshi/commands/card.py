@@ -69,7 +69,7 @@ def show_card(name: str, as_json: bool, today: dt.date | None) -> None:
     emulated card answers for, and behaviour. NAME_OR_PATH is a profile name from
     `onshi card list` or the path of a profile YAML file.
     """
-    from onshi.profiles.facts import describe_profile
+    from onshi.card.facts import describe_profile
 
     day = today or dt.date.today()
     profile = load_profile_arg(name, day)

@@ -11,19 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-__all__ = ["age_on", "resolve_date"]
+from onshi.dates import add_months
+
+__all__ = ["resolve_date"]
 
 
 _ANCHOR = re.compile(r"^(today|birthdate|\d{4}-\d{2}-\d{2})?((?:[+-]\d+[dwmy])*)$")
 _TERM = re.compile(r"([+-])(\d+)([dwmy])")
-
-
-def _add_months(day: dt.date, months: int) -> dt.date:
-    index = day.year * 12 + day.month - 1 + months
-    year, month0 = divmod(index, 12)
-    month = month0 + 1
-    first_next = dt.date(year + (month == 12), month % 12 + 1, 1)
-    return day.replace(year=year, month=month, day=min(day.day, (first_next - dt.timedelta(1)).day))
 
 
 def resolve_date(text: str, *, today: dt.date, birthdate: dt.date | None = None) -> dt.date:
@@ -47,11 +41,5 @@ def resolve_date(text: str, *, today: dt.date, birthdate: dt.date | None = None)
         elif unit == "w":
             day += dt.timedelta(weeks=n)
         else:
-            day = _add_months(day, n * (12 if unit == "y" else 1))
+            day = add_months(day, n * (12 if unit == "y" else 1))
     return day
-
-
-def age_on(birthdate: dt.date, today: dt.date) -> int:
-    """Age in whole years on ``today`` (a 02-29 birthday counts from 03-01 in common years)."""
-    before_birthday = (today.month, today.day) < (birthdate.month, birthdate.day)
-    return today.year - birthdate.year - before_birthday

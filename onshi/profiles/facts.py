@@ -3,62 +3,46 @@
 Kept apart from rendering (rich) and from click so the same facts feed the table, the detail
 view and ``--json``. The list uses the profile's declared certificate dates (cheap: no keys are
 generated); ``show`` mints the card's certificates through the test PKI and reports what the
-PKI's own check says about them.
+PKI's own check says about them (:func:`onshi.card.facts.describe_profile`, a layer up, since it
+also asks the emulated card which applications it answers for).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from onshi.cardmap import TOKEN_KIND
+from onshi.dates import add_months
+from onshi.pki.verify import EXPIRING_WINDOW_MONTHS, CertState
 from onshi.profiles.model import CardProfile, CertSpec, Secret
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from onshi.card import Card
     from onshi.pki import Kind, TestPKI
 
-EXPIRING_WINDOW_MONTHS = 3
-"""Certificates can be renewed from 3 months before expiry, and the eligibility system adds a
-notice during that window (card_apdu.md §5, onshi_system_facts.md §1.2)."""
-
-
-class CertState(StrEnum):
-    """A certificate's standing on a given day, as shown to people."""
-
-    VALID = "valid"
-    EXPIRING = "expiring"
-    """Valid, but expiring within :data:`EXPIRING_WINDOW_MONTHS`."""
-    EXPIRED = "expired"
-    NOT_YET_VALID = "not yet valid"
-    REVOKED = "revoked"
-    ABSENT = "absent"
-    UNKNOWN_ISSUER = "unknown issuer"
-    BAD_SIGNATURE = "bad signature"
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """``day`` plus ``months`` calendar months, clamped to the month's last day."""
-    month_index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(month_index, 12)
-    month += 1
-    for candidate_day in range(day.day, 0, -1):
-        try:
-            return dt.date(year, month, candidate_day)
-        except ValueError:
-            continue
-    raise AssertionError("unreachable: day 1 exists in every month")
+__all__ = [
+    "CertState",
+    "CertificateFacts",
+    "ProfileDetail",
+    "ProfileSummary",
+    "certificate_facts",
+    "check_state",
+    "declared_state",
+    "headline",
+    "profile_crl",
+    "summarize",
+]
 
 
 def declared_state(spec: CertSpec, today: dt.date) -> CertState:
     """The state the profile declares for a certificate on ``today`` (revocation wins).
 
-    Day-level twin of ``TestPKI.check_certificate`` (validity from 00:00 JST on ``not_before``
-    to 23:59:59 JST on ``not_after``; expiring when ``not_after`` falls before today + 3
-    months), so ``card list`` agrees with ``card show`` without minting keys.
+    Day-level twin of :func:`check_state` (validity from 00:00 JST on ``not_before`` to
+    23:59:59 JST on ``not_after``; expiring when ``not_after`` falls before today + 3 months),
+    so ``card list`` agrees with ``card show`` without minting keys.
     """
     if not spec.present:
         return CertState.ABSENT
@@ -110,15 +94,6 @@ class ProfileSummary:
         }
 
 
-_TOKEN_KIND = {
-    "JPKIAPICCTOKEN2": "My Number card",
-    "JPKIAPICCTOKEN": "住基カード",
-    "JPKIAPGPSETOKEN": "Android",
-    "JPKIAPIOSTOKEN": "iPhone",
-}
-"""What each JPKI token means (card_apdu.md §1); Android and iPhone carry スマホ用電子証明書."""
-
-
 def headline(description: str) -> str:
     """The first phrase of a description: what the table shows of the situation."""
     text = " ".join(description.split())
@@ -132,7 +107,7 @@ def summarize(profile: CardProfile, today: dt.date) -> ProfileSummary:
         headline=headline(profile.description),
         name=profile.name,
         token=str(profile.token),
-        kind=_TOKEN_KIND.get(str(profile.token), str(profile.token)),
+        kind=TOKEN_KIND.get(str(profile.token), str(profile.token)),
         situation=profile.description.strip(),
         pin_set=profile.auth_pin.value is not None,
         pin_remaining=profile.auth_pin.remaining,
@@ -198,7 +173,7 @@ class ProfileDetail:
             "source": None if p.source is None else str(p.source),
             "today": self.today.isoformat(),
             "token": str(p.token),
-            "kind": _TOKEN_KIND.get(str(p.token), str(p.token)),
+            "kind": TOKEN_KIND.get(str(p.token), str(p.token)),
             "atr": p.atr.hex().upper(),
             "seed": p.seed,
             "holder": {
@@ -234,31 +209,7 @@ class ProfileDetail:
         }
 
 
-def describe_profile(
-    profile: CardProfile, today: dt.date, *, pki: TestPKI | None = None
-) -> ProfileDetail:
-    """Mint the profile's card through the test PKI and collect what ``show`` prints."""
-    from onshi.card import Card
-    from onshi.pki import TestPKI
-
-    pki = pki or TestPKI()
-    credentials = pki.card_credentials(
-        seed=profile.seed, auth=profile.auth_cert, sign=profile.sign_cert, holder=profile.holder
-    )
-    at = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
-    certs = (
-        _certificate_facts(pki, profile, "auth", credentials.auth_cert, today, at),
-        _certificate_facts(pki, profile, "sign", credentials.sign_cert, today, at),
-    )
-    return ProfileDetail(
-        profile=profile,
-        today=today,
-        certificates=certs,
-        applications=tuple(_applications_present(Card(profile, credentials))),
-    )
-
-
-def _certificate_facts(
+def certificate_facts(
     pki: TestPKI,
     profile: CardProfile,
     kind: Kind,
@@ -266,6 +217,7 @@ def _certificate_facts(
     today: dt.date,
     at: dt.datetime,
 ) -> CertificateFacts:
+    """One certificate as declared by the profile and as checked by the PKI at ``at``."""
     spec = profile.auth_cert if kind == "auth" else profile.sign_cert
     declared = declared_state(spec, today)
     if cert is None or not spec.present:
@@ -302,22 +254,11 @@ def profile_crl(
 def check_state(
     pki: TestPKI, profile: CardProfile, kind: Kind, cert: x509.Certificate, at: dt.datetime
 ) -> CertState:
-    """What the test PKI's relying-party check says about ``cert`` at ``at``."""
+    """What the test PKI's relying-party check says about ``cert`` at ``at``.
+
+    The certificate's own standing: the backend's grace after expiry is an eligibility rule,
+    not a state of the certificate, so an expired one reads "expired" here as in the profile.
+    """
     check = pki.check_certificate(cert, kind, at=at, crl=profile_crl(pki, profile, kind, at))
-    if check.valid:
-        return CertState.EXPIRING if check.expires_within_3_months else CertState.VALID
-    return CertState[check.status.name]
-
-
-def _applications_present(card: Card) -> list[str]:
-    """Ask the emulated card which applications answer SELECT by DF name with ``90 00``."""
-    from onshi.apdu import AIDS
-
-    card.power_on()
-    present = []
-    for aid, name in AIDS.items():
-        answer = card.process(bytes([0x00, 0xA4, 0x04, 0x0C, len(aid)]) + aid)
-        if answer[-2:] == b"\x90\x00":
-            present.append(name)
-    card.power_off()
-    return present
+    state = check.state
+    return CertState.EXPIRED if state is CertState.EXPIRED_IN_GRACE else state

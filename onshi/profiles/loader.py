@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from onshi.dates import age_on
 from onshi.pki import Kind, RevokedEntry, card_serial
-from onshi.profiles.dates import age_on, resolve_date
+from onshi.profiles.dates import resolve_date
 from onshi.profiles.documents import locate, merged_document, profiles_dir
 from onshi.profiles.errors import ProfileError, one_line
 from onshi.profiles.model import (

@@ -12,17 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from onshi.cardmap import Token
+
 DEFAULT_ATR = bytes.fromhex("3BE000FF8131FE4514")
 """Contact ATR of the My Number card chip (T=1), as matched by OpenSC (card_apdu.md §6)."""
-
-
-class Token(StrEnum):
-    """JPKI AP token (EF 0006, first 32 bytes, space padded): which kind of JPKI holder."""
-
-    MY_NUMBER_CARD = "JPKIAPICCTOKEN2"
-    JUKI_CARD = "JPKIAPICCTOKEN"
-    ANDROID = "JPKIAPGPSETOKEN"
-    IPHONE = "JPKIAPIOSTOKEN"
 
 
 class Sex(StrEnum):

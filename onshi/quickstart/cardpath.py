@@ -18,7 +18,17 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from onshi.profiles.facts import add_months
+from onshi.cardmap import (
+    JPKI_AID,
+    JPKI_AUTH_CERT,
+    JPKI_AUTH_KEY,
+    JPKI_AUTH_PIN,
+    JPKI_TOKEN,
+    JPKI_TOKEN_LENGTH,
+    SHA256_DIGEST_INFO_PREFIX,
+    SMARTPHONE_TOKENS,
+    Token,
+)
 from onshi.quickstart.steps import Outcome, Step, StepFailed
 
 if TYPE_CHECKING:
@@ -29,21 +39,11 @@ if TYPE_CHECKING:
     from onshi.profiles.model import CardProfile
     from onshi.transport import Transport
 
-JPKI_AID = bytes.fromhex("D392F000260100000001")
-EF_TOKEN = b"\x00\x06"
-EF_AUTH_CERT = b"\x00\x0a"
-EF_AUTH_KEY = b"\x00\x17"
-EF_AUTH_PIN = b"\x00\x18"
-TOKEN_LENGTH = 0x20
-"""Readers read the first 32 bytes of EF 0006 (card_apdu.md §2.1)."""
-SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
-"""DER DigestInfo header for SHA-256 (card_apdu.md §3.2): the card pads, the host hashes."""
-ACCEPTED_TOKENS = ("JPKIAPICCTOKEN2", "JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN")
-"""Tokens of a My Number card and of the smartphone certificates (card_apdu.md §1). [I] The old
-住基カード (``JPKIAPICCTOKEN``) has no user-authentication certificate and is not a
-マイナ保険証, so a reader refuses it; which smartphone tokens a given reader accepts is not
-public, so both are accepted here."""
-SMARTPHONE_TOKENS = ("JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN")
+ACCEPTED_TOKENS = (Token.MY_NUMBER_CARD, *SMARTPHONE_TOKENS)
+"""Tokens of a My Number card and of the smartphone certificates. [I] The old 住基カード
+(``JPKIAPICCTOKEN``) has no user-authentication certificate and is not a マイナ保険証, so a
+reader refuses it; which smartphone tokens a given reader accepts is not public, so both are
+accepted here."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -94,11 +94,15 @@ def _expect_ok(ctx: CardPathContext, command: CommandAPDU, what: str) -> Respons
 
 
 def _select_jpki(ctx: CardPathContext) -> None:
-    _expect_ok(ctx, _apdu(0x00, 0xA4, 0x04, 0x0C, JPKI_AID), "SELECT JPKI AP")
+    from onshi.apdu import select_aid
+
+    _expect_ok(ctx, select_aid(JPKI_AID), "SELECT JPKI AP")
 
 
-def _select_ef(ctx: CardPathContext, fid: bytes, what: str) -> None:
-    _expect_ok(ctx, _apdu(0x00, 0xA4, 0x02, 0x0C, fid), f"SELECT {what} (EF {fid.hex().upper()})")
+def _select_ef(ctx: CardPathContext, fid: int, what: str) -> None:
+    from onshi.apdu import select_ef
+
+    _expect_ok(ctx, select_ef(fid), f"SELECT {what} (EF {fid:04X})")
 
 
 # -- the steps ----------------------------------------------------------------------------------
@@ -116,11 +120,13 @@ def connect(ctx: CardPathContext) -> Outcome:
 def read_token(ctx: CardPathContext) -> Outcome:
     """SELECT the JPKI AP, read EF 0006: which kind of JPKI holder this is."""
     _select_jpki(ctx)
-    _select_ef(ctx, EF_TOKEN, "token")
-    response = _expect_ok(ctx, _apdu(0x00, 0xB0, 0x00, 0x00, le=TOKEN_LENGTH), "READ BINARY token")
-    token = response.data[:TOKEN_LENGTH].rstrip(b" \x00").decode("ascii", "replace")
+    _select_ef(ctx, JPKI_TOKEN, "token")
+    response = _expect_ok(
+        ctx, _apdu(0x00, 0xB0, 0x00, 0x00, le=JPKI_TOKEN_LENGTH), "READ BINARY token"
+    )
+    token = response.data[:JPKI_TOKEN_LENGTH].rstrip(b" \x00").decode("ascii", "replace")
     ctx.token = token
-    if token == "JPKIAPICCTOKEN":
+    if token == Token.JUKI_CARD:
         raise StepFailed("token JPKIAPICCTOKEN: a 住基カード, not a My Number card", sw=response.sw)
     if token not in ACCEPTED_TOKENS:
         raise StepFailed(f"unknown JPKI token {token!r}", sw=response.sw)
@@ -136,9 +142,9 @@ def read_certificate(ctx: CardPathContext) -> Outcome:
 
     pin_first = ctx.token in SMARTPHONE_TOKENS
     if pin_first:
-        _select_ef(ctx, EF_AUTH_PIN, "auth PIN")
+        _select_ef(ctx, JPKI_AUTH_PIN, "auth PIN")
         _verify(ctx)
-    _select_ef(ctx, EF_AUTH_CERT, "user-auth certificate")
+    _select_ef(ctx, JPKI_AUTH_CERT, "user-auth certificate")
     head = _expect_ok(ctx, _apdu(0x00, 0xB0, 0x00, 0x00, le=4), "READ BINARY certificate header")
     if len(head.data) != 4 or head.data[:2] != b"\x30\x82":
         raise StepFailed(f"certificate header {head.data.hex(' ').upper()} is not 30 82 hi lo")
@@ -160,7 +166,10 @@ def read_certificate(ctx: CardPathContext) -> Outcome:
 
 
 def check_certificate(ctx: CardPathContext) -> Outcome:
-    """Judge the certificate with the test CA (issuer, signature, CRL, validity)."""
+    """Judge the certificate with the test CA (issuer, signature, CRL, validity); the grace
+    after expiry is the backend's rule (:func:`onshi.pki.verify.grace_end`)."""
+    from onshi.pki.verify import CertState
+
     if ctx.certificate is None:
         raise StepFailed("no certificate was read")
     check = ctx.pki.check_certificate(ctx.certificate, "auth", at=ctx.at, crl=ctx.crl)
@@ -169,10 +178,8 @@ def check_certificate(ctx: CardPathContext) -> Outcome:
     if check.revoked_on is not None:
         raise StepFailed(f"certificate revoked on {check.revoked_on:%Y-%m-%d} (CRL)")
     if not check.valid:
-        detail = f"certificate {check.status.value.replace('_', ' ')} ({until})"
-        if check.status.value == "expired" and ctx.at.date() < add_months(
-            check.not_after.date(), 3
-        ):
+        detail = f"certificate {check.status} ({until})"
+        if check.state is CertState.EXPIRED_IN_GRACE:
             detail += "; inside the 3-month grace in which eligibility is still confirmed"
         raise StepFailed(detail)
     if check.expires_within_3_months:
@@ -184,7 +191,7 @@ def query_pin_counter(ctx: CardPathContext) -> Outcome:
     """SELECT the auth PIN (EF 0018) and send an empty VERIFY: ``63 Cx`` = x tries left."""
     from onshi.apdu import describe_sw
 
-    _select_ef(ctx, EF_AUTH_PIN, "auth PIN")
+    _select_ef(ctx, JPKI_AUTH_PIN, "auth PIN")
     response = ctx.send(_apdu(0x00, 0x20, 0x00, 0x80))
     sw = response.sw
     if sw >> 4 == 0x63C:
@@ -223,7 +230,7 @@ def verify_pin(ctx: CardPathContext) -> Outcome:
 
 def sign_challenge(ctx: CardPathContext) -> Outcome:
     """SELECT the auth key (EF 0017) and have the card sign a SHA-256 DigestInfo."""
-    _select_ef(ctx, EF_AUTH_KEY, "auth key")
+    _select_ef(ctx, JPKI_AUTH_KEY, "auth key")
     digest_info = SHA256_DIGEST_INFO_PREFIX + hashlib.sha256(ctx.challenge).digest()
     response = _expect_ok(
         ctx, _apdu(0x80, 0x2A, 0x00, 0x80, digest_info, le=256), "COMPUTE DIGITAL SIGNATURE"

@@ -22,11 +22,17 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from onshi.quickstart.cardpath import (
-    EF_AUTH_KEY,
-    EF_AUTH_PIN,
+from onshi.cardmap import (
+    BASIC4_TAGS,
+    JPKI_AUTH_KEY,
+    JPKI_AUTH_PIN,
+    KENHOJO_AID,
+    KENHOJO_BASIC4,
+    KENHOJO_PIN,
     SHA256_DIGEST_INFO_PREFIX,
     SMARTPHONE_TOKENS,
+)
+from onshi.quickstart.cardpath import (
     CardPathContext,
     _apdu,
     _expect_ok,
@@ -35,12 +41,8 @@ from onshi.quickstart.cardpath import (
     _verify,
 )
 from onshi.quickstart.steps import Outcome, Step, StepFailed
+from onshi.tlv import TLVError, iter_tlv, object_size
 
-KENHOJO_AID = bytes.fromhex("D3921000310001010408")
-"""券面事項入力補助AP (card_apdu.md §1)."""
-EF_TEXT_PIN = b"\x00\x11"
-EF_BASIC4 = b"\x00\x02"
-BASIC4_TAGS = {0xDF22: "name", 0xDF23: "address", 0xDF24: "birthdate", 0xDF25: "sex"}
 HTTP_TIMEOUT = 10.0
 """Bound on one backend request (the run's hard timeout bounds them all)."""
 
@@ -63,42 +65,27 @@ class EligibilityContext(CardPathContext):
 # -- 基本4情報 ---------------------------------------------------------------------------------
 
 
-def _ber_length(data: bytes, at: int) -> tuple[int, int]:
-    """(length, offset of the value) of the BER length at ``data[at]``."""
-    if at >= len(data):
-        raise ValueError("truncated length")
-    first = data[at]
-    if first < 0x80:
-        return first, at + 1
-    count = first & 0x7F
-    if count == 0 or count > 2 or at + 1 + count > len(data):
-        raise ValueError(f"unsupported BER length byte {first:02X}")
-    return int.from_bytes(data[at + 1 : at + 1 + count], "big"), at + 1 + count
-
-
 def record_length(head: bytes) -> int:
     """Total length of a ``FF 20 <len> ...`` record from its first bytes (tag + length)."""
-    length, start = _ber_length(head, 2)
-    return start + length
+    try:
+        return object_size(head)
+    except TLVError as error:
+        raise ValueError(f"unsupported BER length in the record header: {error}") from None
 
 
 def parse_basic4(record: bytes) -> dict[str, str]:
     """The items of EF 0002 (``FF 20`` { ``DF21`` offsets, ``DF22``-``DF25`` }), decoded."""
     if record[:2] != b"\xff\x20":
         raise ValueError(f"record starts {record[:2].hex(' ').upper()}, not FF 20")
-    length, at = _ber_length(record, 2)
-    end = at + length
-    if end > len(record):
-        raise ValueError(f"record says {length} bytes, only {len(record) - at} were read")
-    items: dict[str, str] = {}
-    while at < end:
-        tag = int.from_bytes(record[at : at + 2], "big")
-        size, start = _ber_length(record, at + 2)
-        value = record[start : start + size]
-        if tag in BASIC4_TAGS:
-            items[BASIC4_TAGS[tag]] = value.decode("utf-8")
-        at = start + size
-    missing = [name for name in BASIC4_TAGS.values() if name not in items]
+    size = record_length(record)
+    if size > len(record):
+        raise ValueError(f"record says {size} bytes, only {len(record)} were read")
+    ((_, inner, _),) = iter_tlv(record, 0, size)
+    fields = {tag: name for name, tag in BASIC4_TAGS.items()}
+    items = {
+        fields[tag]: value.decode("utf-8") for tag, value, _ in iter_tlv(inner) if tag in fields
+    }
+    missing = [name for name in BASIC4_TAGS if name not in items]
     if missing:
         raise ValueError(f"record lacks {', '.join(missing)}")
     return items
@@ -106,23 +93,23 @@ def parse_basic4(record: bytes) -> dict[str, str]:
 
 def read_basic4(ctx: EligibilityContext) -> Outcome:
     """SELECT the 券面事項入力補助AP, VERIFY the text PIN (EF 0011), read EF 0002."""
-    from onshi.apdu import describe_sw
+    from onshi.apdu import describe_sw, select_aid
 
     pin = ctx.profile.text_pin.value
     if pin is None:
         raise StepFailed("the profile declares no text PIN: 基本4情報 cannot be read")
-    selected = ctx.send(_apdu(0x00, 0xA4, 0x04, 0x0C, KENHOJO_AID))
+    selected = ctx.send(select_aid(KENHOJO_AID))
     if selected.sw == 0x6A82 and ctx.token in SMARTPHONE_TOKENS:
         # [I] スマホ用電子証明書 carry only the JPKI AP: the holder is compared with the
         # profile's 基本4情報 instead of the card's.
         return Outcome("no 券面事項入力補助AP on a smartphone: the profile's holder", selected.sw)
     if selected.sw != 0x9000:
         raise StepFailed(f"SELECT 券面事項入力補助AP: {describe_sw(selected.sw)}", sw=selected.sw)
-    _select_ef(ctx, EF_TEXT_PIN, "text PIN")
+    _select_ef(ctx, KENHOJO_PIN, "text PIN")
     response = ctx.send(_apdu(0x00, 0x20, 0x00, 0x80, pin.encode("ascii")))
     if response.sw != 0x9000:
         raise StepFailed(f"VERIFY text PIN: {describe_sw(response.sw)}", sw=response.sw)
-    _select_ef(ctx, EF_BASIC4, "基本4情報")
+    _select_ef(ctx, KENHOJO_BASIC4, "基本4情報")
     head = _expect_ok(ctx, _apdu(0x00, 0xB0, 0x00, 0x00, le=5), "READ BINARY 基本4情報 header")
     try:
         total = record_length(head.data)
@@ -192,9 +179,9 @@ def sign_backend_challenge(ctx: EligibilityContext) -> Outcome:
     if ctx.backend_challenge is None:
         raise StepFailed("no challenge to sign")
     _select_jpki(ctx)
-    _select_ef(ctx, EF_AUTH_PIN, "auth PIN")
+    _select_ef(ctx, JPKI_AUTH_PIN, "auth PIN")
     _verify(ctx)
-    _select_ef(ctx, EF_AUTH_KEY, "auth key")
+    _select_ef(ctx, JPKI_AUTH_KEY, "auth key")
     digest_info = SHA256_DIGEST_INFO_PREFIX + hashlib.sha256(ctx.backend_challenge).digest()
     response = _expect_ok(
         ctx, _apdu(0x80, 0x2A, 0x00, 0x80, digest_info, le=256), "COMPUTE DIGITAL SIGNATURE"

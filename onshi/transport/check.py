@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from onshi.apdu import select_aid, select_ef
+from onshi.cardmap import JPKI_AID, JPKI_AUTH_CERT, JPKI_TOKEN, JPKI_TOKEN_LENGTH
 from onshi.transport.base import Transport, TransportError
 
-SELECT_JPKI = bytes.fromhex("00A4040C0AD392F000260100000001")
-SELECT_TOKEN = bytes.fromhex("00A4020C020006")
-SELECT_AUTH_CERT = bytes.fromhex("00A4020C02000A")
+SELECT_JPKI = select_aid(JPKI_AID).to_bytes()
+SELECT_TOKEN = select_ef(JPKI_TOKEN).to_bytes()
+SELECT_AUTH_CERT = select_ef(JPKI_AUTH_CERT).to_bytes()
+READ_TOKEN = bytes((0x00, 0xB0, 0x00, 0x00, JPKI_TOKEN_LENGTH))
 READ_HEADER = bytes.fromhex("00B0000004")
 UNKNOWN_INS = bytes.fromhex("0002000000")
 """INS 02 is defined by no ISO 7816-4 or JPKI command (card_apdu.md §2); expect ``6D 00``."""
@@ -77,10 +80,12 @@ def check_transport(make_transport: Callable[[], Transport]) -> list[str]:
         _expect("SELECT JPKI AP", answer == OK, answer.hex())
         answer = transport.transmit(SELECT_TOKEN)
         _expect("SELECT EF 0006 (token)", answer == OK, answer.hex())
-        token = transport.transmit(bytes.fromhex("00B0000020"))
+        token = transport.transmit(READ_TOKEN)
         _expect(
             "READ BINARY token",
-            _sw(token) == OK and len(token) == 34 and token.startswith(b"JPKIAP"),
+            _sw(token) == OK
+            and len(token) == JPKI_TOKEN_LENGTH + 2
+            and token.startswith(b"JPKIAP"),
             token,
         )
         steps.append("select-and-token")

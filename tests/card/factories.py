@@ -7,6 +7,9 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
+from onshi.cardmap import JPKI_AID as JPKI_AID
+from onshi.cardmap import KENHOJO_AID as KENHOJO_AID
+from onshi.cardmap import KENMEN_AID as KENMEN_AID
 from onshi.profiles.model import (
     DEFAULT_ATR,
     CardProfile,
@@ -21,9 +24,6 @@ AUTH_PIN = "1234"
 SIGN_PASSWORD = "ABC123"
 TEXT_PIN = "5678"
 MY_NUMBER = "123456789018"
-JPKI_AID = bytes.fromhex("D392F000260100000001")
-KENHOJO_AID = bytes.fromhex("D3921000310001010408")
-KENMEN_AID = bytes.fromhex("D3921000310001010402")
 
 
 def make_profile(**overrides: Any) -> CardProfile:

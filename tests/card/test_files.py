@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from PIL import Image
 
 from onshi.card import Card
-from onshi.card.records import iter_tlv, record_issuer
+from onshi.card.records import record_issuer
+from onshi.tlv import iter_tlv
 
 from .factories import (
     JPKI_AID,
@@ -318,7 +319,7 @@ def test_face_record_signature(card: Card) -> None:
 
 
 def _len(value: bytes) -> bytes:
-    from onshi.card.records import ber_length
+    from onshi.tlv import ber_length
 
     return ber_length(len(value))
 

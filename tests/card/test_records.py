@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onshi.card.filesystem import SecretFormat
-from onshi.card.records import TLVError, ber_length, iter_tlv, offset_table, pad_ff, tlv
+from onshi.card.records import offset_table, pad_ff
+from onshi.tlv import TLVError, ber_length, iter_tlv, tlv
 
 
 @pytest.mark.parametrize(

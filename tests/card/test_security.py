@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from onshi.card import Card
-from onshi.profiles.model import Secret, Token
+from onshi.cardmap import Token
+from onshi.profiles.model import Secret
 
 from .factories import (
     AUTH_PIN,
