@@ -1,7 +1,9 @@
 """HTTP benchmarks of the reference backend against a bare nginx answer measured the same way.
 
-Two figures, each next to its nginx reference from the same run (the machine is shared and
-noisy, so the ratio is the figure to compare across runs):
+The backend runs as `onshi backend serve` does by default: access log on (info), written to a
+file as a user would redirect it (`start_server`'s log). Figures, each next to a reference from
+the same run (the machine is shared and noisy, so the ratio is the figure to compare across
+runs):
 
 1. Card-eligibility throughput of ONE server process (uvicorn + uvloop + httptools, the whole
    middleware stack, the real API and SQLite): `wrk -t1 -c50` with a Lua script that POSTs a
@@ -10,6 +12,9 @@ noisy, so the ratio is the figure to compare across runs):
 2. p99 latency at a fixed 1,000 req/s: wrk cannot hold a rate, so `open_loop` below schedules
    requests at fixed intended times over a pool of keep-alive connections and measures each
    latency from its intended start (wrk2's correction for coordinated omission). Target < 10 ms.
+3. The access log's cost: the same wrk load against the default server and against one with
+   logging off (`--log-level warning`), in alternating rounds; the ratio of their req/s (and of
+   their requests per server CPU-second, steadier on a shared machine). Target >= 0.90.
 
 Run as tests (once, short, as CI does): `pytest tests/bench/test_backend_http_bench.py`; measured:
 add `--benchmark-enable -s` (longer runs, figures printed); or print the figures directly with
@@ -109,8 +114,21 @@ end
 """
 
 
+WRK_TIMEOUT_S = 2
+"""wrk's own default: an answer slower than this counts as a socket error (the overload run)."""
+VALID_RUN_TIMEOUT_S = 30
+"""For runs whose every answer must arrive: only a hang, not a starved shared machine, voids
+them."""
+
+
 def run_wrk(
-    url: str, req: BenchRequest, *, seconds: float, connections: int = 50, workdir: Path
+    url: str,
+    req: BenchRequest,
+    *,
+    seconds: float,
+    connections: int = 50,
+    workdir: Path,
+    timeout_s: int = WRK_TIMEOUT_S,
 ) -> WrkResult:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -120,8 +138,13 @@ def run_wrk(
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in req.headers]
     script.write_text("\n".join(lines) + "\n" + _WRK_DONE)
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script)]
+    cmd += ["--timeout", f"{timeout_s}s"]
     out = subprocess.run(
-        [*cmd, url + req.path], capture_output=True, text=True, timeout=seconds + 60, check=True
+        [*cmd, url + req.path],
+        capture_output=True,
+        text=True,
+        timeout=seconds + timeout_s + 60,
+        check=True,
     ).stdout
     m = re.search(r"^ONSHI (\d+) (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)$", out, re.M)
     if m is None:
@@ -287,12 +310,28 @@ http {{
 # -- fixtures and benchmarks -------------------------------------------------------------------
 
 
+DEFAULT_LOG_LEVEL = "info"
+"""`onshi backend serve`'s default: one access line per request."""
+QUIET_LOG_LEVEL = "warning"
+"""Logging off in steady state: no access lines, only warnings and errors."""
+RIG_LIMITS = Limits(queue_timeout_s=60.0)
+"""The defaults but a queue budget no closed-loop run reaches: `wrk -c50` is not an overload
+test, and on a starved shared machine a request can wait past the default 1 s and be shed,
+which would void a throughput run (the overload figure uses its own limits)."""
+
+
 @dataclasses.dataclass
 class Rig:
-    backend: RunningServer
+    backend: RunningServer  # the default serve: access log at info, to its log file
+    quiet: RunningServer  # the same server with logging off, for the access log's cost
     nginx: PrivateNginx
     request: BenchRequest
     workdir: Path
+
+    def stop(self) -> None:
+        self.nginx.stop()
+        self.quiet.stop()
+        self.backend.stop()
 
 
 def _build_rig(workdir: Path, persons: int = 2000) -> Rig:
@@ -300,16 +339,27 @@ def _build_rig(workdir: Path, persons: int = 2000) -> Rig:
     with Store.open(db) as store:
         populate(store, persons=persons, facilities=3, seed="http-bench")
     req = card_request(db)
-    backend = start_server("onshi.backend.app:server_app", db_path=db, workers=1)
+    started: list[Any] = []
     try:
-        status, size = _probe(backend.host, backend.port, req)
-        if status != 200:
-            raise RuntimeError(f"the card query answered {status}, not 200")
-        nginx = PrivateNginx(size)
+        for level in (DEFAULT_LOG_LEVEL, QUIET_LOG_LEVEL):
+            server = start_server(
+                "onshi.backend.app:server_app",
+                db_path=db,
+                workers=1,
+                log_level=level,
+                limits=RIG_LIMITS,
+            )
+            started.append(server)
+            status, size = _probe(server.host, server.port, req)
+            if status != 200:
+                raise RuntimeError(f"the card query answered {status}, not 200")
+        started.append(PrivateNginx(size))
     except BaseException:
-        backend.stop()
+        for part in reversed(started):
+            part.stop()
         raise
-    return Rig(backend, nginx, req, workdir)
+    backend, quiet, nginx = started
+    return Rig(backend, quiet, nginx, req, workdir)
 
 
 def _probe(host: str, port: int, req: BenchRequest) -> tuple[int, int]:
@@ -332,8 +382,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     try:
         yield r
     finally:
-        r.nginx.stop()
-        r.backend.stop()
+        r.stop()
 
 
 def _seconds(benchmark: Any) -> float:
@@ -356,7 +405,9 @@ def measure_throughput(rig: Rig, seconds: float) -> dict[str, Any]:
         ("nginx", rig.nginx.url, rig.nginx.process.pid),
     ):
         cpu0 = cpu_seconds(pid)
-        r = run_wrk(url, rig.request, seconds=seconds, workdir=rig.workdir)
+        r = run_wrk(
+            url, rig.request, seconds=seconds, workdir=rig.workdir, timeout_s=VALID_RUN_TIMEOUT_S
+        )
         cpu = cpu_seconds(pid) - cpu0
         assert r.requests > 0 and r.non_2xx == 0 and r.socket_errors == 0, (name, r)
         figures[name] = dataclasses.asdict(r) | {
@@ -380,6 +431,56 @@ def measure_p99(rig: Rig, seconds: float, rate: float = 1000.0) -> dict[str, Any
         "nginx": dataclasses.asdict(nginx),
         "p99_ratio_to_nginx": backend.p99_ms / nginx.p99_ms,
     }
+
+
+def access_lines(server: RunningServer) -> int:
+    """Access lines in a server's log so far."""
+    return server.log_text().count(" onshi.backend.access ")
+
+
+def measure_access_log_cost(rig: Rig, seconds: float) -> dict[str, Any]:
+    """Default serve against logging off, in alternating rounds (ABBA...) so that drift in the
+    machine's load falls on both alike; totals per server, and the ratios."""
+    rounds = max(2, 2 * round(seconds / 4))
+    each = seconds / rounds
+    servers = {"default": rig.backend, "logging_off": rig.quiet}
+    for server in servers.values():  # warm-up
+        run_wrk(server.url, rig.request, seconds=1, workdir=rig.workdir)
+    log_bytes0 = rig.backend.log_path.stat().st_size
+    totals = {name: {"requests": 0, "duration_s": 0.0, "server_cpu_s": 0.0} for name in servers}
+    p99s: dict[str, list[float]] = {name: [] for name in servers}
+    for i in range(rounds):
+        order = list(servers) if i % 2 == 0 else list(reversed(servers))
+        for name in order:
+            server = servers[name]
+            cpu0 = cpu_seconds(server.process.pid)
+            r = run_wrk(
+                server.url,
+                rig.request,
+                seconds=each,
+                workdir=rig.workdir,
+                timeout_s=VALID_RUN_TIMEOUT_S,
+            )
+            assert r.requests > 0 and r.non_2xx == 0 and r.socket_errors == 0, (name, r)
+            totals[name]["requests"] += r.requests
+            totals[name]["duration_s"] += r.duration_s
+            totals[name]["server_cpu_s"] += cpu_seconds(server.process.pid) - cpu0
+            p99s[name].append(r.p99_ms)
+    figures: dict[str, Any] = {}
+    for name, t in totals.items():
+        figures[name] = t | {
+            "rps": t["requests"] / t["duration_s"],
+            "requests_per_cpu_s": t["requests"] / t["server_cpu_s"],
+            "worst_round_p99_ms": max(p99s[name]),
+        }
+    on, off = figures["default"], figures["logging_off"]
+    figures["rounds"] = rounds
+    figures["log_bytes"] = rig.backend.log_path.stat().st_size - log_bytes0
+    figures["ratio_rps"] = on["rps"] / off["rps"]
+    figures["ratio_per_cpu_s"] = on["requests_per_cpu_s"] / off["requests_per_cpu_s"]
+    # The runs were what they claim: one logged, the other did not.
+    assert figures["log_bytes"] > 0 and access_lines(rig.quiet) == 0
+    return figures
 
 
 OVERLOAD_LIMITS = Limits(max_in_flight=32, max_queue=32, queue_timeout_s=0.05, retry_after_s=1)
@@ -430,6 +531,20 @@ def test_card_eligibility_throughput_vs_nginx(benchmark: Any, rig: Rig) -> None:
 
 
 @pytest.mark.bench
+def test_access_log_cost_default_serve_vs_logging_off(benchmark: Any, rig: Rig) -> None:
+    figures = benchmark.pedantic(measure_access_log_cost, args=(rig, _seconds(benchmark)), rounds=1)
+    benchmark.extra_info.update(figures)
+    on, off = figures["default"], figures["logging_off"]
+    print(
+        f"\naccess log cost, card eligibility, wrk -t1 -c50, {figures['rounds']} alternating "
+        f"rounds: default serve {on['rps']:.0f} req/s, logging off {off['rps']:.0f} req/s, "
+        f"ratio {figures['ratio_rps']:.3f}; per server CPU-second {on['requests_per_cpu_s']:.0f} "
+        f"vs {off['requests_per_cpu_s']:.0f}, ratio {figures['ratio_per_cpu_s']:.3f} "
+        f"(target >= 0.90); {figures['log_bytes'] / 1e6:.1f} MB of log"
+    )
+
+
+@pytest.mark.bench
 def test_card_eligibility_p99_at_1000_rps(benchmark: Any, rig: Rig) -> None:
     figures = benchmark.pedantic(measure_p99, args=(rig, _seconds(benchmark)), rounds=1)
     benchmark.extra_info.update(figures)
@@ -476,7 +591,7 @@ def test_middleware_stack_cost_per_request(benchmark: Any, tmp_path: Path, layer
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print both figures with their nginx references (the figure printer)."""
+    """Print the figures with their references (the figure printer)."""
     p = argparse.ArgumentParser(description="onshi backend HTTP figures")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--persons", type=int, default=2000)
@@ -488,11 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         figures = {
             "throughput": measure_throughput(rig, a.seconds),
             "p99_at_rate": measure_p99(rig, a.seconds, a.rate),
+            "access_log": measure_access_log_cost(rig, a.seconds),
             "overload": measure_overload(rig, a.seconds),
         }
     finally:
-        rig.nginx.stop()
-        rig.backend.stop()
+        rig.stop()
     if a.json:
         print(json.dumps(figures, indent=2))
         return 0
@@ -506,6 +621,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'  same run, requests per server CPU-second':44} {b_cpu:10.0f} {n_cpu:10.0f} "
         f"{b_cpu / n_cpu:7.3f}"
+    )
+    lc = figures["access_log"]
+    on, off = lc["default"], lc["logging_off"]
+    print(
+        f"{'access log: default serve vs logging off req/s':44} {on['rps']:10.0f} "
+        f"{off['rps']:10.0f} {lc['ratio_rps']:7.3f}  >= 0.90"
+    )
+    print(
+        f"{'  same rounds, requests per server CPU-second':44} {on['requests_per_cpu_s']:10.0f} "
+        f"{off['requests_per_cpu_s']:10.0f} {lc['ratio_per_cpu_s']:7.3f}"
     )
     rate = f"{a.rate:,.0f} req/s"
     print(
