@@ -12,7 +12,8 @@ Cheap: the `logging` record machinery (a LogRecord, caller lookup, formatting, a
 write per line) cost about as much as a light request. `AccessLog` builds a compact line itself
 and batches lines into one record per pipe-atomic chunk (at most `PIPE_BUF` bytes, so workers
 sharing a pipe never interleave inside a line), flushed when the chunk is full, by a loop timer
-(`FLUSH_INTERVAL_S`), on lifespan shutdown, and at exit.
+(`FLUSH_INTERVAL_S`), on lifespan shutdown, and at exit. An access line can therefore follow
+another logger's line of a later moment; its timestamp is the request's.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escape_char(c: str) -> str:
-    if c.isprintable() or c == " ":
+    if c.isprintable():
         return c
     if c in _NAMED_ESCAPES:
         return _NAMED_ESCAPES[c]

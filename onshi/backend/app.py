@@ -24,6 +24,7 @@ import orjson
 import yaml
 
 from onshi.backend import batch as batches
+from onshi.backend.accesslog import redact_path
 from onshi.backend.admin import ControlStore, outage_mode_enabled
 from onshi.backend.asgi import BodyTooLarge, Request, Response, Router
 from onshi.backend.auth import ApiProblem, PatientReferences, authenticate_facility, forbidden
@@ -330,7 +331,7 @@ def _guard(handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., A
             )
         except Exception as exc:
             # Type and path only: the exception text may carry personal data.
-            log.error("internal error %s on %s", type(exc).__name__, request.path)
+            log.error("internal error %s on %s", type(exc).__name__, redact_path(request.path))
             return problem_response(
                 ApiProblem(500, "Internal error", "the backend failed to answer this request")
             )

@@ -37,6 +37,7 @@ from onshi.backend.accesslog import (
     redact_path,
 )
 from onshi.backend.server import RunningServer, start_server
+from onshi.backend.store import Store
 
 LINE_START = re.compile(
     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
@@ -126,6 +127,20 @@ def test_no_fixture_name_survives_in_any_path_position(population: Any) -> None:
         ):
             redacted = redact_path(path)
             assert not any(part in redacted for part in name_fragments(name)), (path, redacted)
+
+
+def test_an_internal_error_logs_the_redacted_path(
+    client: Any, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    def broken(self: Any, reception_number: str) -> None:
+        raise RuntimeError(f"lookup of {reception_number} failed")
+
+    monkeypatch.setattr(Store, "batch", broken)
+    with caplog.at_level(logging.ERROR, logger="onshi.backend"):
+        r = client.get("/v1/batches/06281018", headers=headers)  # an insurer-number shape
+    assert r.status_code == 500
+    [record] = [r for r in caplog.records if r.name == "onshi.backend"]
+    assert record.getMessage() == f"internal error RuntimeError on /v1/batches/{MASK}"
 
 
 # -- escaping -----------------------------------------------------------------------------------
