@@ -96,8 +96,8 @@ _CERT_ERRORS = {"ONSE200", "ONSE201", "ONSE202", "ONSE203", "ONSE204"}
 _FACE_ERRORS = {"ONSE221", "ONSE222"}
 _NOTICE_EXPIRING, _NOTICE_GRACE, _NOTICE_UNREGISTERED = "ONSW001", "ONSW002", "ONSW003"
 _REVOKED = "ONSE101"
-_COLLATION_B = re.compile(r"\d{14}")
-_PIN = re.compile(r"\d{4}")
+_COLLATION_B = re.compile(r"[0-9]{14}")
+_PIN = re.compile(r"[0-9]{4}")
 
 MSG_NOT_MY_NUMBER = "マイナンバーカード以外のカードです。マイナンバーカードを置いてください。"
 MSG_JUKI = "住基カードは保険証として利用できません。マイナンバーカードを置いてください。"
@@ -1297,11 +1297,11 @@ def _public_fields(
 
 
 def _number_query_problem(event: ev.NumberQueryRequested) -> str:
-    if not re.fullmatch(r" *\d{6,8}", event.insurer_number):
+    if not re.fullmatch(r" *[0-9]{6,8}", event.insurer_number):
         return "保険者番号 (6-8桁)"
     if not event.number or len(event.number) > 40:
         return "番号"
-    if event.branch and not re.fullmatch(r"\d{2}", event.branch):
+    if event.branch and not re.fullmatch(r"[0-9]{2}", event.branch):
         return "枝番 (2桁)"
     if not _is_date8(event.birthdate):
         return "生年月日 (yyyyMMdd)"
