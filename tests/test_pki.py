@@ -28,7 +28,6 @@ from onshi.pki import (
     CertState,
     RevokedEntry,
     TestPKI,
-    add_months,
     cache_root,
     card_identifier,
     card_serial,
@@ -518,25 +517,6 @@ def test_check_bad_signature(pki: TestPKI, creds: CardCredentials) -> None:
     sig[-1] ^= 0x01  # tamper with the signature itself
     status = pki.check_certificate(x509.load_der_x509_certificate(bytes(sig)), "auth", at=AT_VALID)
     assert status.status is CertState.BAD_SIGNATURE
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("start", "months", "expected"),
-    [
-        ((2026, 11, 30), 3, (2027, 2, 28)),
-        ((2027, 11, 30), 3, (2028, 2, 29)),
-        ((2026, 1, 31), 1, (2026, 2, 28)),
-        ((2026, 12, 15), 1, (2027, 1, 15)),
-        ((2026, 3, 31), -1, (2026, 2, 28)),
-        ((2026, 5, 20), 12, (2027, 5, 20)),
-    ],
-)
-def test_add_months_clamps(start: tuple[int, int, int], months: int, expected: tuple) -> None:
-    moment = dt.datetime(*start, 9, 30, tzinfo=JST)
-    assert add_months(moment, months) == dt.datetime(*expected, 9, 30, tzinfo=JST)
 
 
 # --- benchmarks (run once as tests; measure with --benchmark-enable) ------------------------
