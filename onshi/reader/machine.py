@@ -38,7 +38,9 @@ import base64
 import datetime as dt
 import hashlib
 import re
+import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -165,9 +167,19 @@ class _Session:
 class Reader:
     """One face-recognition card reader (顔認証付きカードリーダー) as a state machine."""
 
-    def __init__(self, policy: ReaderPolicy | None = None, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        policy: ReaderPolicy | None = None,
+        *,
+        clock: Clock,
+        new_key: Callable[[], str] | None = None,
+    ) -> None:
+        """``new_key`` gives each session its Idempotency-Key stem (default: 128 random bits;
+        derived from the clock it repeated across runs that start at the same virtual time,
+        so a second run's consent was taken for the first one's)."""
         self.policy = policy or ReaderPolicy()
         self.clock = clock
+        self._new_key = new_key or (lambda: secrets.token_hex(16))
         self.mode: ReaderMode = self.policy.mode
         self.state: State = S.IDLE
         self._ids = 0
@@ -309,9 +321,7 @@ class Reader:
 
     def _new_session(self, *, card: bool) -> _Session:
         self._sessions += 1
-        seed = f"{self.policy.reader_id}|{self.clock.now():.6f}|{self._sessions}"
-        key = hashlib.sha256(seed.encode()).hexdigest()[:32]
-        self._session = _Session(number=self._sessions, key=key, card=card)
+        self._session = _Session(number=self._sessions, key=self._new_key(), card=card)
         return self._session
 
     def _finish(

@@ -92,8 +92,14 @@ def client(population: Population, pki: TestPKI, clock: MockClock) -> Iterator[T
             )
         await built[0](scope, receive, send)
 
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with TestClient(app, raise_server_exceptions=True) as c:
-        yield c
+        try:
+            yield c
+        finally:
+            # The control row lives in the shared database: leave no fault behind.
+            c.delete("/admin/faults", headers=admin)
+            c.put("/admin/outage-mode", json={"enabled": False}, headers=admin)
 
 
 @pytest.fixture

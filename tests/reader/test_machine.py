@@ -521,3 +521,13 @@ def test_outage_mode_looks_the_card_holder_up_by_demographics() -> None:
     assert call.body["Name"] == "試験 花子" and call.body["Sex"] == "2"
     r = result(step.answer(call, 409, {"title": "not enabled"}))
     assert r.outcome is Outcome.BACKEND_UNAVAILABLE and r.fallback is Fallback.SELF_DECLARATION
+
+
+def test_two_readers_started_at_the_same_moment_use_different_keys() -> None:
+    keys = []
+    for _ in range(2):
+        step = Step(None, ReaderPolicy())  # same reader id, same clock start
+        (call,) = calls(step.feed(ev.NumberQueryRequested(**NUMBERS)))
+        step.answer(call, 200, card_answer())
+        keys.append(step.reader._session.key)
+    assert keys[0] != keys[1]
