@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from onshi.backend.codes import ConsentKind
+from onshi.backend.contract import openapi_document
 from onshi.backend.faults import ASGIApp, Message, Receive, Scope, Send, classify_route
 
 ACCESS_LOG = logging.getLogger("onshi.backend.access")
@@ -105,9 +106,8 @@ class SafeFormatter(logging.Formatter):
 
 @functools.cache
 def _route_table() -> tuple[frozenset[str], dict[tuple[str, ...], str]]:
-    """The fixed segments of every route, and which parameter sits after which prefix."""
-    from onshi.backend.app import openapi_document  # the contract is the route table
-
+    """The fixed segments of every route, and which parameter sits after which prefix (the
+    contract's paths are the route table)."""
     literals: set[str] = set()
     parameters: dict[tuple[str, ...], str] = {}
     for template in (*openapi_document()["paths"], *EXTRA_ROUTES):

@@ -17,11 +17,9 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import orjson
-import yaml
 
 from onshi.backend import batch as batches
 from onshi.backend.accesslog import redact_path
@@ -29,6 +27,7 @@ from onshi.backend.admin import ControlStore, outage_mode_enabled
 from onshi.backend.asgi import BodyTooLarge, Request, Response, Router
 from onshi.backend.auth import ApiProblem, PatientReferences, authenticate_facility, forbidden
 from onshi.backend.codes import ConsentKind
+from onshi.backend.contract import openapi_document
 from onshi.backend.eligibility import Eligibility, consent_kinds
 from onshi.backend.faults import FaultConfig
 from onshi.backend.queries import (
@@ -51,13 +50,6 @@ MAX_BODY = 1 << 20
 """Largest JSON or XML body (1 MiB); 一括照会 bodies may be 8 MiB."""
 MAX_BATCH_BODY = 8 << 20
 IDEMPOTENCY_KEY_MAX = 200
-
-
-@cache
-def openapi_document() -> dict[str, Any]:
-    """The contract (``openapi.yaml``) as a JSON-ready dict, read once per process."""
-    source = resources.files("onshi.backend").joinpath("openapi.yaml").read_text("utf-8")
-    return yaml.safe_load(source)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

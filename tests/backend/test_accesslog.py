@@ -39,6 +39,8 @@ from onshi.backend.accesslog import (
 from onshi.backend.server import RunningServer, start_server
 from onshi.backend.store import Store
 
+OVERLOADED = 503
+"""Shed by the server's admission before the app (and its access log) sees the request."""
 LINE_START = re.compile(
     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
 )
@@ -438,7 +440,8 @@ def test_real_server_log_has_no_forged_line_name_or_secret(
     forwarded = ["X-Forwarded-For: " + n for n in names[:3]] + ["X-Forwarded-For: 1.2.3.4\x85FAKE"]
     statuses += [_raw(served, b"/healthz", (h + "\r\n").encode("utf-8")) for h in forwarded]
     raw_non_ascii = _raw(served, f"/v1/records/{names[0]}".encode())  # raw UTF-8 in the target
-    assert all(s in (200, 400, 401, 403, 404, 422) for s in statuses), statuses
+    assert all(s in (200, 400, 401, 403, 404, 422, OVERLOADED) for s in statuses), statuses
+    reached_app = len(statuses) - statuses.count(OVERLOADED)  # a starved machine may shed some
     served.stop()
 
     log = served.log_text()
@@ -447,7 +450,7 @@ def test_real_server_log_has_no_forged_line_name_or_secret(
     access = _access_lines(log)
     # One line per request that reached the app (the start-up /healthz probes included).
     probes = sum('"GET /healthz" 200' in line for line in access) - len(forwarded)
-    assert probes >= 1 and len(access) == len(statuses) + probes + (raw_non_ascii != 400)
+    assert probes >= 1 and len(access) == reached_app + probes + (raw_non_ascii != 400)
     assert "FAKE" not in log
     for needle in (facility["secret"], *[p for n in names for p in name_fragments(n)]):
         assert needle not in log, needle
@@ -471,6 +474,7 @@ def test_graceful_stop_writes_every_buffered_line(
         statuses = [_raw(server, b"/v1/records/medication") for _ in range(n)]
     finally:
         assert server.stop() in (0, -signal.SIGTERM)
-    assert statuses == [401] * n
+    answered = statuses.count(401)  # the rest shed as 503 by admission, before the app
+    assert answered + statuses.count(OVERLOADED) == n and answered > 0
     access = _access_lines(server.log_text())
-    assert sum('"GET /v1/records/medication" 401' in line for line in access) == n
+    assert sum('"GET /v1/records/medication" 401' in line for line in access) == answered
