@@ -39,7 +39,7 @@ import http
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -93,67 +93,162 @@ class Shed(enum.StrEnum):
 
     QUEUE_AGE = "queue-age"  # it waited (kernel, loop) longer than the queue budget
     QUEUE_FULL = "queue-full"  # the worker already holds max_pending requests
+    LOOP_FULL = "loop-full"  # the event loop already has its share of the budget queued
     CONNECTIONS = "connections"  # the connection was accepted beyond max_connections
+
+
+LOOP_SHARE = 1 / 4
+"""The share of the queue budget that requests dispatched but not yet started may add up to.
+
+A request read in one loop iteration waits for the work dispatched before it *and* for the
+next iteration (its bytes sit in the kernel while the loop runs that work), so the loop's queue
+gets a third of the budget: served requests then wait about two thirds of it at worst."""
+COST_EWMA = 0.05
 
 
 @dataclasses.dataclass(slots=True)
 class Admission:
-    """The dispatch decision of one worker (sans-I/O) and its counters for `/admin/stats`."""
+    """The dispatch decision of one worker (sans-I/O) and its counters for `/admin/stats`.
+
+    It predicts a request's wait in the event loop as the requests dispatched and not yet
+    started times the loop time a request takes (an average of measured ones), and
+    dispatches only what fits the queue budget: in a CPU-bound worker that is the wait that
+    matters, and it is invisible to anything inside the app. `active` counts dispatched
+    requests not finished (uvicorn's task set lags: it drops a task one loop turn late)."""
 
     limits: Limits
     counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    unstarted: int = 0
+    active: int = 0
+    cost_s: float = 0.0
+    _answers: dict[Shed, bytes] = dataclasses.field(default_factory=dict, repr=False)
+
+    def started(self, sojourn_s: float) -> None:
+        """A dispatched request got the loop after `sojourn_s` in its ready queue."""
+        self.unstarted -= 1
+        ms = int(sojourn_s * 1000)
+        if ms > self.counts["peak_loop_wait_ms"]:
+            self.counts["peak_loop_wait_ms"] = ms
+
+    def finished(self, busy_s: float) -> None:
+        """A dispatched request is done after `busy_s` of loop time (its steps, not its
+        awaits): one more sample of what a request ahead costs the loop."""
+        self.active -= 1
+        self.cost_s += COST_EWMA * (busy_s - self.cost_s)
 
     def decide(
         self,
         *,
         now: float,
         arrived: float,
-        pending: int,
         over_capacity: bool = False,
         path: str = "",
     ) -> Shed | None:
-        """None to dispatch the request, else why it is shed. `pending` counts the requests
-        already dispatched and not finished; `arrived` and `now` are on the same clock.
+        """None to dispatch the request (counted in `unstarted` and `active` until `timed`
+        reports it), else why it is shed. `arrived` and `now` are on the same clock.
         `/healthz` and `/admin/*` are never shed: operators must see an overloaded server."""
         lim = self.limits
         if path.startswith(EXEMPT_PREFIXES) or path == "/admin":
             shed: Shed | None = None
         elif over_capacity:
             shed = Shed.CONNECTIONS
-        elif pending >= lim.max_pending:
+        elif self.active >= lim.max_pending:
             shed = Shed.QUEUE_FULL
-        elif now - arrived > lim.queue_timeout_s:
-            shed = Shed.QUEUE_AGE
         else:
-            shed = None
+            ahead = self.unstarted * self.cost_s
+            if now - arrived + ahead > lim.queue_timeout_s:
+                shed = Shed.QUEUE_AGE
+            elif ahead > lim.queue_timeout_s * LOOP_SHARE:
+                shed = Shed.LOOP_FULL
+            else:
+                shed = None
         if shed is None:
+            self.unstarted += 1
+            self.active += 1
             self.counts["dispatched"] += 1
-            if pending + 1 > self.counts["peak_pending"]:
-                self.counts["peak_pending"] = pending + 1
+            if self.active > self.counts["peak_pending"]:
+                self.counts["peak_pending"] = self.active
         else:
             self.counts["shed_" + shed.name.lower()] += 1
         return shed
 
-    def shed_response(self, shed: Shed, *, pending: int) -> bytes:
-        """The raw 503 the protocol writes for a shed request."""
-        lim = self.limits
-        detail = {
-            Shed.QUEUE_AGE: f"the request waited longer than the {lim.queue_timeout_s:g} s queue "
-            "budget before this worker could take it",
-            Shed.QUEUE_FULL: f"this worker already holds {pending} requests "
-            f"(limit {lim.max_pending})",
-            Shed.CONNECTIONS: f"this worker already has {lim.max_connections} connections open",
-        }[shed]
-        problem = ApiProblem(
-            503,
-            "Service Unavailable",
-            f"overloaded ({shed}): {detail}",
-            fix=f"retry after {lim.retry_after_s} s",
-            retry_after=lim.retry_after_s,
-        )
-        return response_bytes(
-            problem, headers=[(b"x-onshi-overload", shed.encode())], close=shed is Shed.CONNECTIONS
-        )
+    def timed(self, app: ASGIApp, dispatched: float) -> ASGIApp:
+        """`app` for one request just dispatched at `dispatched` (`time.perf_counter`),
+        reporting its start and its loop time to `started` and `finished`."""
+
+        async def timed_app(scope: Scope, receive: Receive, send: Send) -> None:
+            await _Timed(app(scope, receive, send), self, dispatched)
+
+        return timed_app
+
+    def shed_response(self, shed: Shed) -> bytes:
+        """The raw 503 the protocol writes for a shed request (built once per reason: under
+        overload every answer not given costs the requests that are served)."""
+        answer = self._answers.get(shed)
+        if answer is None:
+            lim = self.limits
+            detail = {
+                Shed.QUEUE_AGE: f"the request would wait longer than the {lim.queue_timeout_s:g} s "
+                "queue budget before this worker could take it",
+                Shed.QUEUE_FULL: f"this worker already holds {lim.max_pending} requests",
+                Shed.CONNECTIONS: f"this worker already has {lim.max_connections} connections",
+                Shed.LOOP_FULL: "this worker's event loop already has its share of the "
+                f"{lim.queue_timeout_s:g} s queue budget waiting",
+            }[shed]
+            problem = ApiProblem(
+                503,
+                "Service Unavailable",
+                f"overloaded ({shed}): {detail}",
+                fix=f"retry after {lim.retry_after_s} s",
+                retry_after=lim.retry_after_s,
+            )
+            extra = [(b"x-onshi-overload", shed.encode())]
+            answer = response_bytes(problem, headers=extra, close=shed is Shed.CONNECTIONS)
+            self._answers[shed] = answer
+        return answer
+
+
+class _Timed:
+    """Drives a coroutine and adds up the time spent inside its steps: the loop time it takes
+    (time spent awaiting is not counted). Reports its start and that total to an `Admission`.
+    Shedding costs do not feed into it, so shedding more never makes it shed more."""
+
+    __slots__ = ("admission", "coro", "dispatched")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], admission: Admission, dispatched: float
+    ) -> None:
+        self.coro = coro
+        self.admission = admission
+        self.dispatched = dispatched
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, clock = self.coro, time.perf_counter
+        self.admission.started(clock() - self.dispatched)
+        busy = 0.0
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                t0 = clock()
+                try:
+                    if error is None:
+                        yielded = coro.send(value)
+                    else:
+                        yielded, error = coro.throw(error), None
+                except StopIteration:
+                    return
+                finally:
+                    busy += clock() - t0
+                try:
+                    value = yield yielded
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:  # cancellation and the like go to the app
+                    error, value = exc, None
+        finally:
+            self.admission.finished(busy)
 
 
 class ReadPhase(enum.Enum):

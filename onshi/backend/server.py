@@ -114,8 +114,15 @@ class WorkerGuard:
                 check(now)
         self._timer = loop.call_later(self.tick_s, self._tick, loop)
 
-    def stats(self) -> dict[str, int]:
-        return {"connections": len(self.connections), **self.counts}
+    def stats(self) -> dict[str, Any]:
+        adm = self.admission
+        return {
+            "connections": len(self.connections),
+            "active": adm.active,
+            "unstarted": adm.unstarted,
+            "loop_cost_us": round(adm.cost_s * 1e6, 1),
+            **self.counts,
+        }
 
 
 _guard: WorkerGuard | None = None
@@ -206,22 +213,21 @@ class AbortableHttpToolsProtocol(HttpToolsProtocol):
         self._dispatch(cycle, app)
 
     def _dispatch(self, cycle: Any, app: Any) -> None:
+        dispatched = time.perf_counter()
         now = time.monotonic()
         arrived = kernel_arrival(self._sock, now)
-        pending = len(self.tasks)
         admission = self.guard.admission
         shed = admission.decide(
             now=now,
             arrived=arrived,
-            pending=pending,
             over_capacity=self._over_capacity,
             path=cycle.scope.get("path", ""),
         )
         if shed is None:
             cycle.scope[ARRIVED_SCOPE_KEY] = arrived
-            super()._start_asgi_task(cycle, app)
+            super()._start_asgi_task(cycle, admission.timed(app, dispatched))
         else:
-            answer = admission.shed_response(shed, pending=pending)
+            answer = admission.shed_response(shed)
             self._answer_without_app(cycle, answer, shed is Shed.CONNECTIONS)
 
     def _answer_without_app(self, cycle: Any, answer: bytes, close: bool) -> None:

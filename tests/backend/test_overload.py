@@ -45,16 +45,54 @@ FORGED_A = [(b"x-facility-code", b"1310000001"), (b"authorization", b"Bearer gue
 
 def test_admission_dispatches_within_the_budget_and_sheds_old_requests() -> None:
     adm = Admission(Limits(queue_timeout_s=0.5))
-    assert adm.decide(now=100.0, arrived=99.6, pending=0) is None
-    assert adm.decide(now=100.0, arrived=99.4, pending=0) is Shed.QUEUE_AGE
+    assert adm.decide(now=100.0, arrived=99.6) is None
+    assert adm.decide(now=100.0, arrived=99.4) is Shed.QUEUE_AGE
     assert adm.counts["dispatched"] == 1 and adm.counts["shed_queue_age"] == 1
+    assert adm.unstarted == adm.active == 1
+
+
+def test_admission_predicts_the_wait_in_the_loop() -> None:
+    adm = Admission(Limits(queue_timeout_s=1.2))
+    adm.cost_s = 0.001  # the loop time a request has been taking
+    adm.unstarted = 299  # 0.299 s ahead: within a quarter of the budget
+    assert adm.decide(now=10.0, arrived=10.0) is None
+    adm.unstarted = 301  # 0.301 s ahead: beyond its share
+    assert adm.decide(now=10.0, arrived=10.0) is Shed.LOOP_FULL
+    adm.unstarted = 100  # 0.1 s ahead, and it already waited 1.15 s: it would be late
+    assert adm.decide(now=10.0, arrived=8.85) is Shed.QUEUE_AGE
+
+
+def test_admission_learns_the_loop_time_of_a_request() -> None:
+    adm = Admission(Limits())
+    for _ in range(200):
+        adm.unstarted += 1
+        adm.active += 1
+        adm.started(sojourn_s=0.2)
+        adm.finished(busy_s=0.002)
+    assert adm.cost_s == pytest.approx(0.002, rel=0.01)
+    assert adm.counts["peak_loop_wait_ms"] == 200 and adm.unstarted == adm.active == 0
+
+
+def test_a_timed_request_counts_its_steps_not_its_awaits() -> None:
+    adm = Admission(Limits())
+    seen: list[tuple[int, int]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((adm.unstarted, adm.active))
+        await asyncio.sleep(0.05)  # awaiting costs the loop nothing
+
+    assert adm.decide(now=1.0, arrived=1.0) is None
+    asyncio.run(adm.timed(app, time.perf_counter())({}, None, None))
+    assert seen == [(0, 1)] and (adm.unstarted, adm.active) == (0, 0)
+    assert 0 < adm.cost_s < 0.05 * 0.05  # one EWMA step of a sample well under the await
 
 
 def test_admission_bounds_pending_requests_and_connections() -> None:
     adm = Admission(Limits(max_pending=3))
-    assert adm.decide(now=1.0, arrived=1.0, pending=2) is None
-    assert adm.decide(now=1.0, arrived=1.0, pending=3) is Shed.QUEUE_FULL
-    assert adm.decide(now=1.0, arrived=1.0, pending=0, over_capacity=True) is Shed.CONNECTIONS
+    assert [adm.decide(now=1.0, arrived=1.0) for _ in range(4)] == [None] * 3 + [Shed.QUEUE_FULL]
+    adm.finished(busy_s=0.0)
+    assert adm.decide(now=1.0, arrived=1.0) is None
+    assert adm.decide(now=1.0, arrived=1.0, over_capacity=True) is Shed.CONNECTIONS
     assert adm.counts["peak_pending"] == 3
     assert adm.counts["shed_queue_full"] == 1 and adm.counts["shed_connections"] == 1
 
@@ -62,13 +100,15 @@ def test_admission_bounds_pending_requests_and_connections() -> None:
 @pytest.mark.parametrize("path", ["/healthz", "/admin/stats", "/admin"])
 def test_health_and_admin_are_never_shed(path: str) -> None:
     adm = Admission(Limits(max_pending=1, queue_timeout_s=0.1))
-    assert adm.decide(now=50.0, arrived=0.0, pending=10, over_capacity=True, path=path) is None
+    adm.active = adm.unstarted = 10
+    adm.cost_s = 1.0
+    assert adm.decide(now=50.0, arrived=0.0, over_capacity=True, path=path) is None
 
 
 def test_shed_answer_is_a_problem_document_with_retry_after() -> None:
     adm = Admission(Limits(retry_after_s=4, max_pending=7))
     for shed in Shed:
-        head, _, body = adm.shed_response(shed, pending=7).partition(b"\r\n\r\n")
+        head, _, body = adm.shed_response(shed).partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         headers = dict(line.split(b": ", 1) for line in lines[1:])
         assert lines[0] == b"HTTP/1.1 503 Service Unavailable"
