@@ -55,10 +55,24 @@ def release_file(db_path: str | os.PathLike[str]) -> Path:
     return Path(db_path).with_suffix(".release")
 
 
+def _db_path(server: RunningServer) -> str:
+    args = server.process.args
+    return str(args[args.index("--db") + 1])  # type: ignore[union-attr]
+
+
 def release_held(server: RunningServer) -> None:
     """Let every request held at :data:`HOLD_PATH` (now and later) answer."""
-    db = server.process.args[server.process.args.index("--db") + 1]  # type: ignore[union-attr]
-    release_file(db).touch()
+    release_file(_db_path(server)).touch()
+
+
+def wait_until_held(server: RunningServer) -> bool:
+    """Block until a request has reached the app at :data:`HOLD_PATH` (the deadline only
+    guards against a hang)."""
+    held = Path(_db_path(server)).with_suffix(".held")
+    deadline = time.monotonic() + 60
+    while not held.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return held.exists()
 
 
 def probe_app(*, db_path: str) -> Any:
@@ -66,6 +80,7 @@ def probe_app(*, db_path: str) -> Any:
     flag the admin layer set, for any route. Requests to :data:`HOLD_PATH` wait for
     :func:`release_held`, so a test can keep requests in flight without racing a clock."""
     release = release_file(db_path)
+    held = Path(db_path).with_suffix(".held")
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -77,6 +92,8 @@ def probe_app(*, db_path: str) -> Any:
         more = True
         while more:
             more = (await receive()).get("more_body", False)
+        if scope["path"] == HOLD_PATH:
+            held.touch()
         while scope["path"] == HOLD_PATH and not release.exists():
             await asyncio.sleep(0.01)
         outage = outage_mode_enabled(scope)

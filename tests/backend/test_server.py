@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_faults import ADMIN, HOLD_PATH, release_held, request, start_probe_server
+from test_faults import (
+    ADMIN,
+    HOLD_PATH,
+    release_held,
+    request,
+    start_probe_server,
+    wait_until_held,
+)
 
 from onshi.backend.server import (
     ARRIVED_SCOPE_KEY,
@@ -317,7 +324,7 @@ def test_sigterm_finishes_requests_in_flight_then_exits(tmp_path: Path) -> None:
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(request(srv, HOLD_PATH, timeout=60)[0]))
     thread.start()
-    assert wait_for_stats(srv, lambda o: o["in_flight"] == 1)["in_flight"] == 1
+    assert wait_until_held(srv)
     srv.process.send_signal(signal.SIGTERM)
     release_held(srv)  # the held request finishes during the graceful shutdown
     thread.join(60)
