@@ -1,0 +1,257 @@
+"""The reader agent: a reader object on an MQTT broker (what `onshi reader agent` runs).
+
+The agent is transport only: it subscribes to its reader's `world/` topics, decodes each
+message with the sans-I/O codec, hands the event to a reader through one small interface
+(`handle(event) -> outputs`), and publishes the outputs stamped by an injected clock. It
+announces itself with a retained `status` (`online`) and leaves a last will (`offline`) with
+the broker, so a dead agent is visible to anyone. A malformed message, a schema-invalid one or
+an event the reader's rules refuse becomes an `out/error` message and the agent keeps going:
+one bad publisher must not take a reader off the air. This is the part a vendor replaces with
+their own agent; `docs/mqtt.md` is the contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import aiomqtt
+
+from onshi import __version__
+from onshi.errors import OnshiError
+from onshi.mqtt import topics
+from onshi.mqtt.broker import BrokerAddress
+from onshi.mqtt.codec import (
+    ErrorReported,
+    Message,
+    MessageError,
+    ReaderOutput,
+    Status,
+    WorldEvent,
+    decode,
+    encode,
+)
+
+ENV_PASSWORD = "ONSHI_MQTT_PASSWORD"
+QOS = 1
+"""Every message of the protocol travels at QoS 1: at least once, in order per connection."""
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+"""Without it Nagle + delayed ACK add ~44 ms to every QoS 1 hop (the broker sets it too)."""
+
+log = logging.getLogger("onshi.mqtt.agent")
+
+
+class ReaderLike(Protocol):
+    """What the agent drives: the reference reader's MQTT adapter, a vendor's, or a stub."""
+
+    def handle(
+        self, event: WorldEvent
+    ) -> Sequence[ReaderOutput] | Awaitable[Sequence[ReaderOutput]]: ...
+
+
+class Agent:
+    """One reader on one broker connection. `run()` until cancelled; `online` is set once the
+    agent is subscribed and its retained `online` status is out."""
+
+    def __init__(
+        self,
+        reader: ReaderLike,
+        address: BrokerAddress,
+        reader_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        keepalive_s: int = 10,
+        timeout_s: float = 5.0,
+        name: str = f"onshi {__version__}",
+    ) -> None:
+        self.reader = reader
+        self.address = address
+        self.reader_id = topics.check_reader_id(reader_id)
+        self.clock = clock
+        self.keepalive_s = keepalive_s
+        self.timeout_s = timeout_s
+        self.name = name
+        self.online = asyncio.Event()
+        self.handled = 0
+        self.was_online = False
+        """World messages taken (errors included): a counter tests and dashboards can read."""
+
+    def _client(self) -> aiomqtt.Client:
+        will_topic, will_payload = encode(self.reader_id, Status(state="offline"), at=self.clock())
+        return aiomqtt.Client(
+            self.address.host,
+            self.address.port,
+            username=self.address.username or self.reader_id,
+            password=self.address.password,
+            identifier=f"onshi-reader-{self.reader_id}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(will_topic, will_payload, qos=QOS, retain=True),
+            keepalive=self.keepalive_s,
+            timeout=self.timeout_s,
+            socket_options=NODELAY,
+            logger=log,
+        )
+
+    async def run(self) -> None:
+        """Serve one connection until cancelled (then publish `offline` and disconnect).
+
+        Raises `OnshiError` when the broker refuses or cannot be reached, and `aiomqtt.MqttError`
+        when an established connection is lost (the broker then publishes the last will).
+        """
+        client = self._client()
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise _connect_error(self.address, self.reader_id, exc) from None
+        try:
+            await client.subscribe(topics.world_filter(self.reader_id), qos=QOS)
+            await self._publish(client, Status(state="online", agent=self.name), retain=True)
+            self.online.set()
+            self.was_online = True
+            try:
+                async for message in client.messages:
+                    await self._take(client, message)
+            finally:
+                self.online.clear()
+                # Any way out but a dead socket: say so ourselves, since a clean DISCONNECT
+                # discards the will and the retained status would stay `online`.
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    async with asyncio.timeout(self.timeout_s):
+                        await self._publish(client, Status(state="offline"), retain=True)
+        finally:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+
+    async def serve(self, *, max_backoff_s: float = 5.0) -> None:
+        """`run()` forever, reconnecting with backoff after a lost connection (aiomqtt does not
+        reconnect by itself). A refused login is not retried: it will not heal."""
+        backoff = 0.25
+        while True:
+            try:
+                await self.run()
+            except aiomqtt.MqttError as exc:
+                log.warning(
+                    "reader %s: broker connection lost (%s); reconnecting", self.reader_id, exc
+                )
+            except OnshiError:
+                if not self.was_online:
+                    raise
+                log.warning("reader %s: broker unreachable; retrying", self.reader_id)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+
+    async def _take(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        self.handled += 1
+        payload = message.payload
+        data = payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
+        try:
+            envelope = decode(message.topic.value, bytes(data))
+            if envelope.reader_id != self.reader_id or not envelope.body.NAME.startswith("world/"):
+                raise MessageError(
+                    message.topic.value, "topic", "not a world event for this reader"
+                )
+        except MessageError as exc:
+            await self._report(client, exc.message, exc.field, exc.reason)
+            return
+        event = envelope.body
+        try:
+            result = self.reader.handle(event)  # type: ignore[arg-type]
+            outputs = await result if inspect.isawaitable(result) else result
+        except Exception as exc:  # the reader's rule errors (or a vendor bug): report, go on
+            log.info("reader %s refused %s: %s", self.reader_id, event.NAME, exc)
+            await self._report(client, event.NAME, None, f"{type(exc).__name__}: {exc}")
+            return
+        for output in outputs:
+            try:
+                await self._publish(client, output)
+            except MessageError as exc:
+                await self._report(client, exc.message, exc.field, f"reader output: {exc.reason}")
+
+    async def _report(
+        self, client: aiomqtt.Client, message: str, field: str | None, detail: str
+    ) -> None:
+        error = ErrorReported(
+            message=message[:300], field=field and field[:300], detail=detail[:2000]
+        )
+        await self._publish(client, error)
+
+    async def _publish(
+        self, client: aiomqtt.Client, body: Message, *, retain: bool = False
+    ) -> None:
+        topic, payload = encode(self.reader_id, body, at=self.clock())
+        await client.publish(topic, payload, qos=QOS, retain=retain)
+
+
+def _connect_error(address: BrokerAddress, reader_id: str, exc: aiomqtt.MqttError) -> OnshiError:
+    if isinstance(exc, aiomqtt.MqttCodeError):
+        return OnshiError(
+            f"MQTT broker {address.url} refused reader {reader_id!r}: {exc}",
+            fix=f"check the reader id and its password (--broker URL or ${ENV_PASSWORD})",
+        )
+    return OnshiError(
+        f"MQTT broker {address.url}: {exc}",
+        fix="start the broker, or check the host and port in --broker",
+    )
+
+
+def load_reader(spec: str) -> ReaderLike:
+    """`module:attr` -> a reader: attr is a class or factory called with no arguments."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise OnshiError(
+            f"reader {spec!r} cannot be loaded: {exc}", fix="pass module:attr"
+        ) from None
+    reader: ReaderLike = factory()
+    return reader
+
+
+async def _serve_until_signalled(agent: Agent) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)  # leave `offline`, not a dangling online
+    with contextlib.suppress(asyncio.CancelledError):
+        await agent.serve()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onshi.mqtt.agent --broker URL --id ID --reader module:attr`."""
+    p = argparse.ArgumentParser(prog="python -m onshi.mqtt.agent", description=__doc__)
+    p.add_argument("--broker", required=True, help="mqtt://[user[:password]@]host:port")
+    p.add_argument("--id", required=True, help="reader id (and broker user name)")
+    p.add_argument("--reader", required=True, help="module:attr making the reader object")
+    a = p.parse_args(argv)
+    try:
+        address = BrokerAddress.parse(a.broker)
+        if address.password is None:
+            address = BrokerAddress(
+                address.host, address.port, address.username, os.environ.get(ENV_PASSWORD)
+            )
+        try:
+            agent = Agent(load_reader(a.reader), address, a.id)
+        except ValueError as exc:
+            raise OnshiError(str(exc), fix="pass --id with A-Z a-z 0-9 _ -") from None
+        asyncio.run(_serve_until_signalled(agent))
+    except OnshiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
