@@ -27,10 +27,8 @@ MAX_PAYLOAD = 64 * 1024
 """Largest payload the codec takes: brokers cap sizes without a clean error, so we cap first."""
 
 Method = Literal["face", "pin", "visual"]
-ConsentItem = Literal[
-    "pharmaceutical", "specific_health_checkups", "diagnosis", "operation", "blanket"
-]
-StaffMode = Literal["auto", "visual"]
+ConsentItem = Literal["checkup", "medication", "diagnosis", "surgery", "all"]
+StaffMode = Literal["auto", "visual", "outage"]
 FieldValue = str | int | float | bool | None
 SECRET_FIELDS = frozenset({"digits"})
 """Fields whose values never appear in an error event or a repr (the PIN typed)."""
@@ -66,16 +64,16 @@ class CardRemoved:
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class FacePresented:
     NAME: ClassVar[str] = "world/face-presented"
-    match: float
+    score: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PinTyped:
     NAME: ClassVar[str] = "world/pin-typed"
-    digits: str
+    digits: str | None = None  # None: the patient pressed "PIN unknown"
 
     def __repr__(self) -> str:  # a PIN never reaches a log through repr()
-        return f"PinTyped(digits=<{len(self.digits)} digits>)"
+        return f"PinTyped(digits=<{len(self.digits or '')} digits>)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,14 +86,14 @@ class MethodChosen:
 class ConsentAnswered:
     NAME: ClassVar[str] = "world/consent-answered"
     item: ConsentItem
-    answer: bool
+    agreed: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class StaffModeSwitched:
     NAME: ClassVar[str] = "world/staff-mode"
     mode: StaffMode
-    operator: str | None = None
+    operator_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

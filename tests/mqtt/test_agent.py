@@ -90,7 +90,7 @@ def test_agent_answers_events_reports_bad_ones_and_keeps_going(broker: Broker) -
             # malformed, schema-invalid, unknown and refused: one error each, naming message+field
             cases = [
                 ("pin-typed", b'{"at": 1, "digits": ', "world/pin-typed", "payload"),
-                ("face-presented", b'{"at": 1, "match": 1.5}', "world/face-presented", "match"),
+                ("face-presented", b'{"at": 1, "score": 1.5}', "world/face-presented", "score"),
                 ("iris-scanned", b'{"at": 1}', "world/iris-scanned", "topic"),
                 (
                     "staff-mode",
@@ -107,7 +107,7 @@ def test_agent_answers_events_reports_bad_ones_and_keeps_going(broker: Broker) -
             assert "not allowed in state" in error.detail  # the reader's own rule error
 
             # ... and the agent still answers the next event
-            got = await send("face-presented", encode(rid, FacePresented(match=0.9), at=2)[1])
+            got = await send("face-presented", encode(rid, FacePresented(score=0.9), at=2)[1])
             assert bodies(got[-1:]) == [
                 ScreenShown(code="echo.face-presented", text="got face-presented")
             ]

@@ -80,7 +80,13 @@ MALFORMED = [
     ("oversize", PIN, b" " * (MAX_PAYLOAD + 1), "world/pin-typed", "payload"),
     ("wrong type", PIN, b'{"at": 1, "digits": 1234}', "world/pin-typed", "digits"),
     ("bad pattern", PIN, b'{"at": 1, "digits": "12a4"}', "world/pin-typed", "digits"),
-    ("missing field", PIN, b'{"at": 1}', "world/pin-typed", "digits"),
+    (
+        "missing field",
+        topics.world_topic("r1", "method-chosen"),
+        b'{"at": 1}',
+        "world/method-chosen",
+        "method",
+    ),
     ("missing time", PIN, b'{"digits": "1234"}', "world/pin-typed", "at"),
     ("negative time", PIN, b'{"at": -1, "digits": "1234"}', "world/pin-typed", "at"),
     ("unknown field", PIN, b'{"at": 1, "digits": "1", "pin": "1"}', "world/pin-typed", "pin"),
@@ -144,7 +150,7 @@ def test_encode_refuses_what_the_other_side_would_refuse() -> None:
         encode("r1", ScreenShown(code="Not A Code", text="x"), at=0.0)
     assert (refused.value.message, refused.value.field) == ("out/screen", "code")
     with pytest.raises(MessageError) as refused:
-        encode("r1", ConsentAnswered(item="pharmaceutical", answer=True), at=float("inf"))
+        encode("r1", ConsentAnswered(item="medication", agreed=True), at=float("inf"))
     assert refused.value.field in ("at", None)
     with pytest.raises(MessageError) as refused:
         encode("r/1", PinTyped(digits="1234"), at=0.0)
@@ -190,12 +196,12 @@ def test_fuzz_bytes_only_ever_raise_message_error(topic: str, payload: bytes) ->
 @given(
     example=st.sampled_from(EXAMPLES),
     changes=st.dictionaries(
-        st.sampled_from(["at", "digits", "match", "method", "fields", "profile", "state", "x"]),
+        st.sampled_from(["at", "digits", "score", "method", "fields", "profile", "state", "x"]),
         json_values,
         max_size=3,
     ),
     drop=st.sets(
-        st.sampled_from(["at", "digits", "match", "state", "outcome", "item"]), max_size=2
+        st.sampled_from(["at", "digits", "agreed", "state", "outcome", "item"]), max_size=2
     ),
 )
 def test_fuzz_mutated_examples_decode_or_name_the_field(
