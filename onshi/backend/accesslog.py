@@ -55,7 +55,7 @@ PREFORMATTED = "onshi_preformatted"
 EXTRA_ROUTES = ("/admin/stats",)
 """Routes served outside the contract (`admin.AdminApp`)."""
 RECEPTION_NUMBER_DIGITS = 18
-"""受付番号: the submission day `YYYYMMDD` and a 10-digit sequence (`Store.submit_batch`)."""
+"""受付番号: the submission day `YYYYMMDD` and a 10-digit sequence (`Store.create_batch`)."""
 PARAMETER_SHAPES: dict[str, Callable[[str], bool]] = {
     "kind": frozenset(k.value for k in ConsentKind).__contains__,
     "reception_number": lambda s: len(s) == RECEPTION_NUMBER_DIGITS and s.isascii() and s.isdigit(),
