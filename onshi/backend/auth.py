@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ import orjson
 
 FACILITY_HEADER = "x-facility-code"
 _PREFIX = "pr2."
+PATIENT_REFERENCE = re.compile(r"^pr2\.[A-Za-z0-9_-]{1,400}\.[A-Za-z0-9_-]{1,100}$")
+"""The shape of a reference (the contract's ``PatientReference`` pattern)."""
 PATIENT_REFERENCE_TTL_S = 24 * 3600
 """A reference is as long-lived as the consent window it serves (24 h)."""
 
@@ -153,24 +156,31 @@ class PatientReferences:
         return _PREFIX + _b64(payload) + "." + _b64(self._mac(payload))
 
     def check(self, token: str, *, facility_code: str, now: float) -> PatientReference:
-        """Decode a reference or raise the right problem (422 malformed, 403 foreign/expired)."""
-        malformed = ApiProblem(
-            422,
-            "Invalid patient reference",
-            "PatientReference is not a reference this backend issued",
-            field="PatientReference",
-            fix="use the PatientReference returned by POST /v1/eligibility/card",
-        )
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] + "." != _PREFIX:
-            raise malformed
+        """Decode a reference or raise the right problem.
+
+        Not the contract's shape (``PATIENT_REFERENCE``): 422. The right shape but not ours (the
+        MAC does not verify: forged, or issued by a backend with another key), another
+        facility's, or expired: 403, since the request is well formed and simply refused.
+        """
+        if PATIENT_REFERENCE.fullmatch(token) is None:
+            raise ApiProblem(
+                422,
+                "Invalid patient reference",
+                "PatientReference does not have the form of a patient reference",
+                field="PatientReference",
+                fix="use the PatientReference returned by POST /v1/eligibility/card",
+            )
+        _, body, tag = token.split(".")
         try:
-            payload = _unb64(parts[1])
-            mac = _unb64(parts[2])
+            payload = _unb64(body)
+            mac = _unb64(tag)
         except ValueError:
-            raise malformed from None
-        if not hmac.compare_digest(mac, self._mac(payload)):
-            raise malformed
+            payload = mac = b""
+        if not mac or not hmac.compare_digest(mac, self._mac(payload)):
+            raise forbidden(
+                "PatientReference is not a reference this backend issued",
+                field="PatientReference",
+            )
         facility, person_id, in_grace, issued_at = orjson.loads(payload)
         if facility != facility_code:
             raise forbidden(

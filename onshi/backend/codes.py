@@ -153,6 +153,11 @@ class Code:
         "利用者証明用電子証明書が失効しています",
         "the user-auth certificate is revoked (失効)",
     )
+    CERT_MALFORMED = ResultCode(
+        "ONSE200",
+        "電子証明書を読み取れません",
+        "the Certificate does not decode to a DER X.509 certificate",
+    )
     CERT_UNKNOWN_ISSUER = ResultCode(
         "ONSE201",
         "電子証明書の発行者を確認できません",

@@ -16,6 +16,7 @@ Revocation comes from the card's row in the store (our stand-in for JPKI's CRL/O
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 from collections import OrderedDict
@@ -38,7 +39,7 @@ from onshi.backend.codes import (
     ResultCode,
     SegmentOfResult,
 )
-from onshi.backend.queries import CardQuery, NumberQuery, b64_value
+from onshi.backend.queries import CardQuery, NumberQuery
 from onshi.pki import JST, CertState, TestPKI, expiring_from, grace_end
 
 CHALLENGE_TTL_S = 300.0
@@ -50,6 +51,7 @@ FACE_MAX_SKEW_S = 30.0
 
 
 _CHAIN_ERRORS = {
+    CertState.MALFORMED: Code.CERT_MALFORMED,
     CertState.UNKNOWN_ISSUER: Code.CERT_UNKNOWN_ISSUER,
     CertState.BAD_SIGNATURE: Code.CERT_BAD_SIGNATURE,
     CertState.NOT_YET_VALID: Code.CERT_NOT_YET_VALID,
@@ -91,18 +93,19 @@ class CertificateVerifier:
         if hit is not None:
             self._cache.move_to_end(b64_der)
             return hit
-        der = b64_value(b64_der, "Certificate", max_bytes=8192)
         try:
+            # The request parser checked the alphabet and the length (the contract's shape).
+            der = base64.b64decode(b64_der, validate=True)
             cert = x509.load_der_x509_certificate(der)
             public_key = cert.public_key()
         except ValueError:
-            raise ApiProblem(
-                422,
-                "Invalid certificate",
-                "Certificate is not a DER X.509 certificate",
-                field="Certificate",
-                fix="send the user-auth certificate (EF 000A) as base64 DER",
-            ) from None
+            # Undecodable base64 or not DER: the request had the contract's shape, so this is
+            # a result-file answer (ONSE200), not a 4xx.
+            malformed = _Chain(CertState.MALFORMED, 0, 0.0, 0.0, 0.0, 0.0, None)
+            self._cache[b64_der] = malformed
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+            return malformed
         if not isinstance(public_key, rsa.RSAPublicKey):
             trusted: CertState | None = CertState.UNKNOWN_ISSUER
         else:

@@ -165,6 +165,15 @@ class Latency:
         return ms / 1000.0
 
 
+_LATENCY_FIELDS: dict[LatencyKind, frozenset[str]] = {
+    LatencyKind.FIXED: frozenset({"ms"}),
+    LatencyKind.UNIFORM: frozenset({"low_ms", "high_ms"}),
+    LatencyKind.NORMAL: frozenset({"mean_ms", "p99_ms", "sigma_ms"}),
+    LatencyKind.LOGNORMAL: frozenset({"mean_ms", "p99_ms", "sigma"}),
+}
+"""The fields each latency kind reads (`to_dict` writes these only)."""
+
+
 class FaultKind(enum.StrEnum):
     """What an injected failure looks like to the client."""
 
@@ -234,7 +243,12 @@ class FaultConfig:
         def faults(f: RouteFaults) -> dict[str, Any]:
             d = asdict(f)
             if f.latency is not None:
-                d["latency"] = {k: v for k, v in asdict(f.latency).items() if v not in (None, 0.0)}
+                # The kind's own fields, zeros included (sigma 0 is a valid spread, and the
+                # stored form must read back), without the unused defaults of other kinds.
+                used = _LATENCY_FIELDS[f.latency.kind]
+                d["latency"] = {
+                    k: v for k, v in asdict(f.latency).items() if k in used and v is not None
+                }
                 d["latency"]["kind"] = str(f.latency.kind)
             return d
 
@@ -455,9 +469,12 @@ class _Parser:
         seed = d.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise self.fail("seed", f"expected an integer, got {seed!r}", "give an integer seed")
-        routes_in = self.mapping(d.get("routes") or {}, "routes", {str(c) for c in RouteClass})
+        raw_routes = d.get("routes")  # null is "none"; [] or 0 is not a mapping (422)
+        routes_in = self.mapping(
+            {} if raw_routes is None else raw_routes, "routes", {str(c) for c in RouteClass}
+        )
         routes = {RouteClass(k): self.faults(v, f"routes.{k}") for k, v in routes_in.items()}
-        outages = d.get("outages") or []
+        outages = [] if d.get("outages") is None else d["outages"]
         if not isinstance(outages, list):
             raise self.fail("outages", "expected a list", "write a YAML list of outage windows")
         return FaultConfig(

@@ -2,14 +2,19 @@
 
 Every parser takes a decoded JSON object (``dict``) and either returns a query or raises an
 :class:`ApiProblem` naming the field, what is wrong and the fix. Nothing else in the backend
-looks at raw request fields. The patterns mirror ``openapi.yaml``.
+looks at raw request fields.
+
+The parsers accept exactly what ``openapi.yaml`` describes, no more and no less: every field
+the contract declares is checked whenever it is present (even one the chosen method does not
+use), lengths count code points as JSON Schema does, and the patterns below are the contract's
+(``tests/backend/test_xml.py`` and ``test_schemathesis.py`` hold them to it).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +23,24 @@ from onshi.backend.codes import AuthMethod
 
 MAX_ITEM_TEXT = 200
 """Longest free-text field we accept (names, addresses, ids)."""
+
+BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+"""The contract's base64 shape: the standard alphabet, optional padding. (A stricter pattern,
+groups of four, costs schemathesis's boundary generation seconds per case; a value with the
+shape that still does not decode simply fails verification, see ``b64``.)"""
+DATE8 = re.compile(
+    r"^(?:[1-9][0-9]{3}(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)(?:0[1-9]|[12][0-9]|30)|02(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:[1-9][0-9](?:0[48]|[2468][048]|[13579][26])|(?:[13579][26]|[2468][048])00)0229)$"
+)
+"""A real Gregorian calendar day, yyyyMMdd, years 1000-9999 (the contract's ``Date8``)."""
+INSURER_NUMBER = re.compile(r"^(?:[0-9]{8}|[0-9]{6}| {2}[0-9]{6})$")
+"""保険者番号: 8 digits, or a 国保 6 digits, bare or space-padded to 8 (§1.2)."""
+DATE_TIME = re.compile(
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""RFC 3339 ``date-time`` (JSON Schema's ``format: date-time``)."""
 
 
 def invalid(field: str, detail: str, fix: str) -> ApiProblem:
@@ -41,37 +64,76 @@ def text(
     field: str,
     *,
     required: bool = True,
-    digits: int | tuple[int, ...] | None = None,
+    digits: int | None = None,
+    min_len: int = 1,
     max_len: int = MAX_ITEM_TEXT,
+    pattern: re.Pattern[str] | None = None,
     prefix: str = "",
 ) -> str | None:
-    """A string field; ``digits`` demands that many ASCII digits."""
+    """A string field of ``min_len..max_len`` code points; ``digits`` demands that many ASCII
+    digits, ``pattern`` a full match. An explicit ``null`` is not a string (the contract's
+    fields are never nullable), so it is refused rather than taken for "absent"."""
     name = prefix + field
-    value = doc.get(field)
-    if value is None:
+    if field not in doc:
         if required:
             raise invalid(name, "is required", f"add {field}")
         return None
+    value = doc[field]
     if not isinstance(value, str):
         raise invalid(name, "must be a string", f"send {field} as a JSON string")
     if digits is not None:
-        allowed = (digits,) if isinstance(digits, int) else digits
-        if len(value) not in allowed or not (value.isascii() and value.isdigit()):
-            counts = " or ".join(str(n) for n in allowed)
-            raise invalid(name, f"must be {counts} digits", f"send {field} as {counts} digits")
-    elif not value.strip() or len(value) > max_len:
-        raise invalid(name, f"must be 1..{max_len} characters", f"send a non-empty {field}")
+        if len(value) != digits or not (value.isascii() and value.isdigit()):
+            raise invalid(name, f"must be {digits} digits", f"send {field} as {digits} digits")
+    elif not min_len <= len(value) <= max_len:
+        raise invalid(
+            name, f"must be {min_len}..{max_len} characters", f"send {field} within that length"
+        )
+    if pattern is not None and pattern.fullmatch(value) is None:
+        raise invalid(name, "has the wrong form", f"send {field} as /openapi.json describes")
     return value
 
 
 def date8(doc: dict[str, Any], field: str, *, prefix: str = "") -> dt.date:
-    """A ``yyyyMMdd`` date."""
+    """A ``yyyyMMdd`` calendar date (years 1000-9999, as the contract's pattern says)."""
     value = text(doc, field, digits=8, prefix=prefix)
     assert value is not None
     try:
-        return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        day = dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
     except ValueError:
+        day = None
+    if day is None or day.year < 1000:
         raise invalid(prefix + field, "is not a calendar date", "send yyyyMMdd") from None
+    return day
+
+
+def date_time(doc: dict[str, Any], field: str, *, prefix: str = "") -> float:
+    """An RFC 3339 date-time with its offset, as Unix seconds (a leap second counts as :59)."""
+    value = text(doc, field, max_len=64, prefix=prefix)
+    assert value is not None
+    match = DATE_TIME.fullmatch(value)
+    moment = None
+    if match is not None:
+        y, mo, d, h, mi, sec, frac, offset = match.groups()
+        try:
+            tz = dt.UTC
+            if offset not in ("Z", "z"):
+                oh, om = int(offset[1:3]), int(offset[4:])
+                if oh > 23 or om > 59:
+                    raise ValueError(offset)
+                sign = 1 if offset[0] == "+" else -1
+                tz = dt.timezone(sign * dt.timedelta(hours=oh, minutes=om))
+            micro = int((frac or ".0")[1:7].ljust(6, "0"))
+            second = min(int(sec), 59) if int(sec) <= 60 else 99
+            moment = dt.datetime(int(y), int(mo), int(d), int(h), int(mi), second, micro, tz)
+        except ValueError:
+            moment = None
+    if moment is None:
+        raise invalid(
+            prefix + field,
+            "must be an RFC 3339 date-time with an offset",
+            "send e.g. 2026-04-01T09:00:00+09:00",
+        )
+    return moment.timestamp()
 
 
 def flag01(doc: dict[str, Any], field: str, *, prefix: str = "") -> bool:
@@ -90,21 +152,20 @@ def ymd8(day: dt.date) -> str:
     return dt.date.isoformat(day).replace("-", "")
 
 
-def b64(doc: dict[str, Any], field: str, *, max_bytes: int) -> bytes:
-    value = text(doc, field, max_len=4 * max_bytes)
-    assert value is not None
-    return b64_value(value, field, max_bytes=max_bytes)
+def b64(doc: dict[str, Any], field: str, *, max_len: int, required: bool = True) -> bytes | None:
+    """A base64 field of at most ``max_len`` characters (the contract's shape and ``maxLength``).
 
-
-def b64_value(value: str, field: str, *, max_bytes: int) -> bytes:
-    """Strict base64 (422 naming ``field`` otherwise)."""
+    A value of the right shape that does not decode (a wrong length or padding) decodes to
+    ``b""``: it is then a challenge nobody issued or a signature that does not verify, answered
+    in the result file (ONSE211 / ONSE212) like any other wrong value, not a malformed request.
+    """
+    value = text(doc, field, required=required, max_len=max_len, pattern=BASE64)
+    if value is None:
+        return None
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid(field, "is not valid base64", f"send {field} as standard base64") from None
-    if not raw or len(raw) > max_bytes:
-        raise invalid(field, f"must decode to 1..{max_bytes} bytes", f"check {field}")
-    return raw
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,19 +186,26 @@ class NumberQuery:
         insurer = text(doc, "InsurerNumber", prefix=prefix, max_len=8)
         assert insurer is not None
         # Insurer numbers are 8 digits (国保: 6), zero- or space-padded on the wire (§1.2).
-        insurer = insurer.strip()
-        if not (insurer.isascii() and insurer.isdigit() and len(insurer) in (6, 8)):
-            raise invalid(prefix + "InsurerNumber", "must be 6 or 8 digits", "send 保険者番号")
+        if INSURER_NUMBER.fullmatch(insurer) is None:
+            raise invalid(
+                prefix + "InsurerNumber",
+                "must be 8 digits, or 6 digits optionally padded with 2 spaces",
+                "send 保険者番号",
+            )
         number = text(doc, "InsuredIdentificationNumber", prefix=prefix, max_len=40)
         assert number is not None
         return cls(
-            insurer_number=insurer,
-            symbol=text(doc, "InsuredCardSymbol", required=False, prefix=prefix, max_len=40),
+            insurer_number=insurer.strip(),
+            symbol=text(
+                doc, "InsuredCardSymbol", required=False, prefix=prefix, min_len=0, max_len=40
+            ),
             number=number,
             branch=text(doc, "InsuredBranchNumber", required=False, digits=2, prefix=prefix),
             birthdate=date8(doc, "Birthdate", prefix=prefix),
             with_limit=flag01(doc, "LimitApplicationCertificateRelatedConsFlg", prefix=prefix),
-            arbitrary_id=text(doc, "ArbitraryFileIdentifier", required=False, prefix=prefix),
+            arbitrary_id=text(
+                doc, "ArbitraryFileIdentifier", required=False, prefix=prefix, min_len=0
+            ),
         )
 
     def echo(self) -> dict[str, Any]:
@@ -156,6 +224,12 @@ class NumberQuery:
 
 
 _AUTH_METHODS = tuple(m.value for m in AuthMethod)
+CERTIFICATE_MAX_LEN = 10_920
+"""Base64 characters of a DER certificate of up to 8 KiB (the contract's ``maxLength``)."""
+CHALLENGE_MAX_LEN = 88
+"""64 bytes in base64."""
+SIGNATURE_MAX_LEN = 1_368
+"""1 KiB in base64 (an RSA-8192 signature)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,24 +259,29 @@ class CardQuery:
     @classmethod
     def parse(cls, doc: Any) -> CardQuery:
         doc = require_object(doc)
-        certificate = text(doc, "Certificate", max_len=12_000)
+        certificate = text(doc, "Certificate", max_len=CERTIFICATE_MAX_LEN, pattern=BASE64)
         assert certificate is not None
         method = doc.get("Method")
         if method not in _AUTH_METHODS:
             raise invalid(
                 "Method", f"must be one of {list(_AUTH_METHODS)}", "say how the holder was verified"
             )
-        challenge = signature = None
-        face = None
+        # Every declared field is checked when present, whichever method uses it.
+        challenge = b64(doc, "Challenge", max_len=CHALLENGE_MAX_LEN, required=False)
+        signature = b64(doc, "Signature", max_len=SIGNATURE_MAX_LEN, required=False)
+        face = _face(doc["FaceMatch"]) if "FaceMatch" in doc else None
         operator = None
-        if method == AuthMethod.PIN:
-            challenge = b64(doc, "Challenge", max_bytes=64)
-            signature = b64(doc, "Signature", max_bytes=1024)
-        elif method == AuthMethod.FACE:
-            face = _face(doc.get("FaceMatch"))
-        else:
-            visual = require_object(doc.get("VisualCheck"), "VisualCheck")
+        if "VisualCheck" in doc:
+            visual = require_object(doc["VisualCheck"], "VisualCheck")
             operator = text(visual, "OperatorId", prefix="VisualCheck.", max_len=64)
+        needs = {
+            AuthMethod.PIN: ("Challenge", "Signature"),
+            AuthMethod.FACE: ("FaceMatch",),
+            AuthMethod.VISUAL: ("VisualCheck",),
+        }[AuthMethod(method)]
+        for field in needs:
+            if field not in doc:
+                raise invalid(field, f"is required for Method {method}", f"add {field}")
         return cls(
             certificate=certificate,
             method=method,
@@ -211,7 +290,7 @@ class CardQuery:
             face=face,
             operator_id=operator,
             with_limit=flag01(doc, "LimitApplicationCertificateRelatedConsFlg"),
-            arbitrary_id=text(doc, "ArbitraryFileIdentifier", required=False),
+            arbitrary_id=text(doc, "ArbitraryFileIdentifier", required=False, min_len=0),
         )
 
 
@@ -224,19 +303,9 @@ def _face(doc: Any) -> FaceMatch:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise invalid(f"FaceMatch.{field}", "must be a number in [0, 1]", f"send {field}")
         numbers.append(float(value))
-    captured = text(doc, "CapturedAt", prefix="FaceMatch.", max_len=40)
-    assert captured is not None and reader is not None
-    try:
-        moment = dt.datetime.fromisoformat(captured)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise invalid(
-            "FaceMatch.CapturedAt",
-            "must be an RFC 3339 date-time with an offset",
-            "send e.g. 2026-04-01T09:00:00+09:00",
-        )
-    return FaceMatch(reader, numbers[0], numbers[1], moment.timestamp())
+    captured = date_time(doc, "CapturedAt", prefix="FaceMatch.")
+    assert reader is not None
+    return FaceMatch(reader, numbers[0], numbers[1], captured)
 
 
 @dataclass(frozen=True, slots=True)

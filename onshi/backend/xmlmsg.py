@@ -4,7 +4,8 @@ Receipt-computer vendors exchange ``XmlMsg`` files (OQSsiquc01req / OQSsiquc01re
 onshi_system_facts.md §1.2): ``MessageHeader`` (QualificationConfirmationDate,
 MedicalInstitutionCode, ArbitraryFileIdentifier) and ``MessageBody/QualificationConfirmSearchInfo``
 (InsurerNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsuredBranchNumber, Birthdate,
-LimitApplicationCertificateRelatedConsFlg). The encoding comes from the Content-Type charset,
+LimitApplicationCertificateRelatedConsFlg), checked against the same patterns as the JSON
+query (values as written, no trimming). The encoding comes from the Content-Type charset,
 else from the XML declaration, else UTF-8; the answer uses the same encoding
 (CharacterCodeIdentifier 0 UTF-8, 1 Shift_JIS). Shift_JIS is decoded and encoded as cp932, the
 Windows superset receipt computers actually write. expat cannot parse multi-byte legacy
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from onshi.backend.auth import ApiProblem
-from onshi.backend.queries import NumberQuery
+from onshi.backend.queries import NumberQuery, date8
+from onshi.backend.queries import text as text_field
 
 UTF8 = "UTF-8"
 SHIFT_JIS = "Shift_JIS"
@@ -34,6 +36,12 @@ _SEARCH_FIELDS = (
     "Birthdate",
     "LimitApplicationCertificateRelatedConsFlg",
 )
+_HEADER_FIELDS = (
+    "QualificationConfirmationDate",
+    "MedicalInstitutionCode",
+    "ArbitraryFileIdentifier",
+)
+_INFO = "MessageBody.QualificationConfirmSearchInfo."
 _LIST_ITEMS = {
     "ResultList": "ResultOfQualificationConfirmation",
     "SpecificDiseasesCertificateList": "SpecificDiseasesCertificateInfo",
@@ -109,25 +117,39 @@ class XmlRequest:
             raise _bad_xml(
                 "XmlMsg needs MessageHeader and MessageBody/QualificationConfirmSearchInfo"
             )
-        facility = (header.findtext("MedicalInstitutionCode") or "").strip()
-        if len(facility) != 10 or not facility.isdigit():
+        fields = _leaves(info, _SEARCH_FIELDS, _INFO)
+        head = _leaves(header, _HEADER_FIELDS, "MessageHeader.")
+        facility = text_field(head, "MedicalInstitutionCode", digits=10, prefix="MessageHeader.")
+        if "QualificationConfirmationDate" in head:
+            date8(head, "QualificationConfirmationDate", prefix="MessageHeader.")
+        if "ArbitraryFileIdentifier" in head:
+            fields["ArbitraryFileIdentifier"] = head["ArbitraryFileIdentifier"]
+        assert facility is not None
+        query = NumberQuery.parse(fields, prefix=_INFO)
+        return cls(facility, query, encoding)
+
+
+def _leaves(parent: ET.Element, names: tuple[str, ...], where: str) -> dict[str, str]:
+    """The text of each ``<name>`` leaf present under ``parent`` (``""`` when empty).
+
+    Values are taken as written (no trimming): the contract's patterns apply to them as they do
+    to the JSON fields. Nested or repeated elements are not a text value (422).
+    """
+    out: dict[str, str] = {}
+    for name in names:
+        found = parent.findall(name)
+        if not found:
+            continue
+        if len(found) > 1 or len(found[0]) > 0:
             raise ApiProblem(
                 422,
                 "Invalid request field",
-                "MessageHeader.MedicalInstitutionCode must be 10 digits",
-                field="MessageHeader.MedicalInstitutionCode",
-                fix="send the facility's 10-digit 医療機関コード",
+                f"{where}{name} must appear once, as text",
+                field=where + name,
+                fix=f"send one <{name}> element with a text value",
             )
-        fields: dict[str, Any] = {}
-        for name in _SEARCH_FIELDS:
-            value = info.findtext(name)
-            if value is not None and value.strip():
-                fields[name] = value.strip()
-        arbitrary = header.findtext("ArbitraryFileIdentifier")
-        if arbitrary is not None and arbitrary.strip():
-            fields["ArbitraryFileIdentifier"] = arbitrary.strip()
-        query = NumberQuery.parse(fields, prefix="MessageBody.QualificationConfirmSearchInfo.")
-        return cls(facility, query, encoding)
+        out[name] = found[0].text or ""
+    return out
 
 
 def render_xml(answer: dict[str, Any], encoding: str) -> tuple[bytes, str]:

@@ -152,6 +152,13 @@ class Kit:
     ADMIN_TOKEN = ADMIN_TOKEN
 
     @staticmethod
+    def clock() -> FakeClock:
+        """A virtual clock at noon JST of AS_OF (for fixtures wider than one test)."""
+        c = FakeClock(0.0)
+        c.set_date(AS_OF)
+        return c
+
+    @staticmethod
     def auth_headers(facility: dict[str, Any]) -> dict[str, str]:
         return auth_headers(facility)
 

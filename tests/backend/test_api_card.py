@@ -343,7 +343,7 @@ def test_mislinked_answer_is_exactly_the_linked_persons_record(
     [
         ({"Method": "retina"}, "Method"),
         ({"Certificate": "***"}, "Certificate"),
-        ({"Certificate": base64.b64encode(b"not a certificate").decode()}, "Certificate"),
+        ({"Certificate": ""}, "Certificate"),
         ({"Signature": None}, "Signature"),
         ({"Challenge": 12}, "Challenge"),
         ({"Method": "face", "FaceMatch": {"ReaderId": "R", "Score": True}}, "FaceMatch.Score"),
@@ -355,7 +355,10 @@ def test_mislinked_answer_is_exactly_the_linked_persons_record(
             "FaceMatch.CapturedAt",
         ),
         ({"Method": "face", "FaceMatch": None}, "FaceMatch"),
-        ({"Method": "visual", "VisualCheck": {"OperatorId": " "}}, "VisualCheck.OperatorId"),
+        ({"Method": "visual", "VisualCheck": {"OperatorId": ""}}, "VisualCheck.OperatorId"),
+        ({"Method": "visual", "VisualCheck": None}, "VisualCheck"),
+        # A field the method does not use is still checked (the contract declares it).
+        ({"Method": "visual", "VisualCheck": {"OperatorId": "s"}, "Challenge": "*"}, "Challenge"),
         (
             {"LimitApplicationCertificateRelatedConsFlg": 1},
             "LimitApplicationCertificateRelatedConsFlg",

@@ -109,15 +109,23 @@ def test_reference_of_another_facility_is_403(
     assert r.status_code == 403
 
 
-def test_forged_reference_is_422(client, headers, kit, population) -> None:
+def test_forged_reference_is_403_and_a_misshapen_one_422(client, headers, kit, population) -> None:
+    """A reference of the contract's shape is a well-formed request: one this backend did not
+    issue (the MAC fails) is refused (403); only another shape is invalid (422)."""
     ref = reference(client, headers, kit, population.first("valid_card"))
     prefix, payload, mac = ref.split(".")
     forged = f"{prefix}.{payload}.{'A' * len(mac)}"
     r = consent(client, headers, forged, ["medication"], str(uuid.uuid4()))
-    assert r.status_code == 422
+    assert r.status_code == 403
     assert r.json()["field"] == "PatientReference"
+    for shaped in ("pr2.-.-", "pr2.A.A"):  # the shape, but not even decodable
+        r = client.get(
+            "/v1/records/medication", headers=headers, params={"PatientReference": shaped}
+        )
+        assert r.status_code == 403, shaped
     r = client.get("/v1/records/medication", headers=headers, params={"PatientReference": "junk"})
     assert r.status_code == 422
+    assert r.json()["field"] == "PatientReference"
 
 
 def test_unknown_record_kind_is_404(client, headers) -> None:
