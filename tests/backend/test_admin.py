@@ -363,5 +363,89 @@ def test_admin_never_answers_5xx(
     status = sent[0]["status"]
     assert status < 500
     assert status != 200 or token == ADMIN
-    json.loads(sent[1]["body"])
+    doc = json.loads(sent[1]["body"])
+    if status >= 400:  # the contract's Problem: type and title were missing on admin answers
+        assert {"type", "title", "status", "detail"} <= doc.keys()
+        assert doc["status"] == status
+    store.close()
+
+
+def _admin_answer(
+    tmp_path: Path, method: str, path: str, token: str | None, body: bytes = b""
+) -> tuple[int, dict[bytes, bytes], dict[str, Any]]:
+    store = ControlStore(tmp_path / "control.db")
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("admin requests must not reach the API")
+
+    app = AdminApp(inner, control=ControlSync(store), token=ADMIN, stats=dict)
+    headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": headers}
+    asyncio.run(app(scope, receive, send))
+    store.close()
+    return sent[0]["status"], dict(sent[0]["headers"]), json.loads(sent[1]["body"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "token", "body", "status", "title"),
+    [
+        ("GET", "/admin/faults", None, b"", 401, "Unauthorized"),
+        ("GET", "/admin/faults", "nope", b"", 403, "Forbidden"),
+        ("GET", "/admin/nothing", ADMIN, b"", 404, "Not found"),
+        ("TRACE", "/admin/faults", ADMIN, b"", 405, "Method not allowed"),
+        ("PUT", "/admin/faults", ADMIN, b"{", 400, "Malformed JSON"),
+        ("PUT", "/admin/faults", ADMIN, b'{"seed": "x"}', 422, "Invalid fault configuration"),
+        ("PUT", "/admin/outage-mode", ADMIN, b"{}", 422, "Invalid request field"),
+    ],
+)
+def test_admin_refusals_are_complete_problem_documents(
+    tmp_path: Path, method: str, path: str, token: str | None, body: bytes, status: int, title: str
+) -> None:
+    got, headers, doc = _admin_answer(tmp_path, method, path, token, body)
+    assert got == status
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert doc["type"].endswith(f"/{status}") and doc["title"] == title
+    assert doc["status"] == status and doc["detail"] and doc["fix"]
+    if status == 405:
+        assert headers[b"allow"] == b"GET, PUT, DELETE"
+
+
+@pytest.mark.parametrize(
+    "latency",
+    [
+        {"kind": "lognormal", "mean_ms": 5, "sigma": 0},
+        {"kind": "normal", "mean_ms": 0, "p99_ms": 0},
+        {"kind": "normal", "mean_ms": 0, "sigma_ms": 0},
+        {"kind": "uniform", "low_ms": 0, "high_ms": 0},
+        {"kind": "fixed", "ms": 0},
+    ],
+)
+def test_an_accepted_fault_config_reads_back_from_the_control_row(
+    tmp_path: Path, latency: dict[str, Any]
+) -> None:
+    """A zero spread or mean used to be dropped when stored, so the row no longer parsed and
+    every later request failed (schemathesis found it through PUT /admin/faults)."""
+    config = FaultConfig.from_dict({"jpki": {"latency": latency}})
+    store = ControlStore(tmp_path / "control.db")
+    store.set_faults(config)
+    assert store.read().faults.config == config
+    store.close()
+
+
+def test_the_control_store_can_be_used_from_another_thread(tmp_path: Path) -> None:
+    """Test clients run the app in a portal thread that need not be the one that built it."""
+    store = ControlStore(tmp_path / "control.db")
+    versions: list[int] = []
+    worker = threading.Thread(target=lambda: versions.append(store.set_outage_mode(True).version))
+    worker.start()
+    worker.join()
+    assert versions == [store.version()]
     store.close()

@@ -143,3 +143,44 @@ def test_xml_multiple_hits_repeat_the_result_element(client, headers, facility, 
     assert root.findtext("MessageBody/QualificationValidity") == "5"
     results = root.findall("MessageBody/ResultList/ResultOfQualificationConfirmation")
     assert len(results) >= row["expected_matches"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        # Values are taken as written: the contract's patterns apply to them as in JSON.
+        ("<Birthdate>", "<Birthdate> ", "Birthdate"),
+        ("20260601</Qualification", "20260631</Qualification", "QualificationConfirmationDate"),
+        # A leaf is one text element: repeated or nested is not a value.
+        ("<Birthdate>", "<Birthdate>19000101</Birthdate><Birthdate>", "Birthdate"),
+        ("<InsuredIdentificationNumber>", "<InsuredIdentificationNumber><x/>", "Identification"),
+        ("<MedicalInstitutionCode>", "<MedicalInstitutionCode> ", "MedicalInstitutionCode"),
+    ],
+)
+def test_xml_leaves_follow_the_contract(
+    client, headers, facility, population, old: str, new: str, field: str
+) -> None:
+    payload = xml_request(population.first("number_valid"), facility["code"], "UTF-8")
+    assert old in payload
+    r = client.post(
+        "/v1/eligibility/xml",
+        headers={**headers, "Content-Type": "application/xml"},
+        content=payload.replace(old, new, 1).encode(),
+    )
+    assert r.status_code == 422, r.text
+    assert field in r.json()["field"]
+
+
+def test_an_empty_optional_leaf_is_an_empty_value(client, headers, facility, population) -> None:
+    """``<InsuredCardSymbol></InsuredCardSymbol>`` is the string "" (maxLength 40: valid)."""
+    row = population.first("number_valid")
+    payload = xml_request({**row, "symbol": None}, facility["code"], "UTF-8")
+    payload = payload.replace(
+        "<InsuredIdentificationNumber>", "<InsuredCardSymbol/><InsuredIdentificationNumber>"
+    )
+    r = client.post(
+        "/v1/eligibility/xml",
+        headers={**headers, "Content-Type": "application/xml"},
+        content=payload.encode(),
+    )
+    assert r.status_code == 200, r.text
