@@ -137,7 +137,9 @@ def run_engine(schema: Any) -> Run:
         elif isinstance(event, events.FatalError):
             run.errors.append(f"fatal: {event.exception!r}")
     requests = sum(sum(c.values()) for c in run.statuses.values())
-    print(f"schemathesis: {requests} requests, phases ended at {run.phases} s")  # shown with -s
+    # Shown with -s: the run's size, timing and real answers per lookup operation.
+    print(f"schemathesis: {requests} requests, phases ended at {run.phases} s")
+    print(f"schemathesis: real answers {dict(run.real_answers)}")
     return run
 
 
