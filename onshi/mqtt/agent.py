@@ -85,6 +85,7 @@ class Agent:
         self.online = asyncio.Event()
         self.handled = 0
         self.was_online = False
+        self._stop = asyncio.Event()
         """World messages taken (errors included): a counter tests and dashboards can read."""
 
     def _client(self) -> aiomqtt.Client:
@@ -103,8 +104,34 @@ class Agent:
             logger=log,
         )
 
+    def stop(self) -> None:
+        """Ask `run()`/`serve()` to finish the message in hand, publish `offline` and return.
+
+        Prefer this to cancelling the task: on Python 3.11 `asyncio.wait_for` (inside
+        aiomqtt's publish) can swallow a cancellation that lands as the PUBACK arrives, and the
+        agent would then wait for its next message forever.
+        """
+        self._stop.set()
+
+    async def _serve_messages(self, client: aiomqtt.Client) -> None:
+        messages = aiter(client.messages)
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                incoming = asyncio.ensure_future(anext(messages))
+                await asyncio.wait({incoming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not incoming.done():
+                    incoming.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await incoming
+                    return
+                await self._take(client, incoming.result())  # MqttError: connection lost
+        finally:
+            stopping.cancel()
+
     async def run(self) -> None:
-        """Serve one connection until cancelled (then publish `offline` and disconnect).
+        """Serve one connection until `stop()` or cancelled (then publish `offline` and
+        disconnect).
 
         Raises `OnshiError` when the broker refuses or cannot be reached, and `aiomqtt.MqttError`
         when an established connection is lost (the broker then publishes the last will).
@@ -120,8 +147,7 @@ class Agent:
             self.online.set()
             self.was_online = True
             try:
-                async for message in client.messages:
-                    await self._take(client, message)
+                await self._serve_messages(client)
             finally:
                 self.online.clear()
                 # Any way out but a dead socket: say so ourselves, since a clean DISCONNECT
@@ -137,7 +163,7 @@ class Agent:
         """`run()` forever, reconnecting with backoff after a lost connection (aiomqtt does not
         reconnect by itself). A refused login is not retried: it will not heal."""
         backoff = 0.25
-        while True:
+        while not self._stop.is_set():
             try:
                 await self.run()
             except aiomqtt.MqttError as exc:
@@ -148,7 +174,10 @@ class Agent:
                 if not self.was_online:
                     raise
                 log.warning("reader %s: broker unreachable; retrying", self.reader_id)
-            await asyncio.sleep(backoff)
+            if self._stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
             backoff = min(backoff * 2, max_backoff_s)
 
     async def _take(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
@@ -219,12 +248,10 @@ def load_reader(spec: str) -> ReaderLike:
 
 
 async def _serve_until_signalled(agent: Agent) -> None:
-    task = asyncio.current_task()
-    assert task is not None
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)  # leave `offline`, not a dangling online
-    with contextlib.suppress(asyncio.CancelledError):
-        await agent.serve()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # leave `offline`, not a dangling `online`
+        loop.add_signal_handler(sig, agent.stop)
+    await agent.serve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
