@@ -535,7 +535,7 @@ class Reader:
     def _judge_certificate(self, cert: Any) -> bool:
         """R-1.6 on the reader's own clock: refused before validity or beyond the grace,
         a grace notice after expiry, an expiry notice within 3 months."""
-        from onshi.backend.eligibility import grace_end
+        from onshi.pki.verify import grace_end
 
         now = self._now()
         not_after = cert.not_valid_after_utc

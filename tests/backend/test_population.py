@@ -379,7 +379,7 @@ def test_ensure_population_seeds_once(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "backend.db"
     summary = ensure_population(path, persons=300, seed="ensure")
     assert summary is not None and summary.persons == 300 and path.exists()
-    assert sorted(p.name for p in path.parent.iterdir()) == ["backend.db", "backend.db.lock"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["backend.db"]  # no lock left
     assert ensure_population(path, persons=300, seed="ensure") is None
     with Store.open(path) as store:
         assert store.stats()["persons"] == 300
