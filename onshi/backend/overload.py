@@ -121,6 +121,9 @@ class Admission:
     unstarted: int = 0
     active: int = 0
     cost_s: float = 0.0
+    on_finished: Any = dataclasses.field(default=None, repr=False)
+    """Called with the number of unstarted requests left after each finished one (the server
+    resumes reading held connections there)."""
     _answers: dict[Shed, bytes] = dataclasses.field(default_factory=dict, repr=False)
 
     def started(self, sojourn_s: float) -> None:
@@ -135,6 +138,8 @@ class Admission:
         awaits): one more sample of what a request ahead costs the loop."""
         self.active -= 1
         self.cost_s += COST_EWMA * (busy_s - self.cost_s)
+        if self.on_finished is not None:
+            self.on_finished(self.unstarted)
 
     def decide(
         self,

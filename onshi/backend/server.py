@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -42,6 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from onshi.backend.accesslog import log_config
@@ -95,7 +97,9 @@ class WorkerGuard:
         self.limits = limits
         self.clock = clock
         self.admission = Admission(limits)
+        self.admission.on_finished = self._finished
         self.counts = self.admission.counts
+        self.held: collections.deque[Any] = collections.deque()
         self.connections: set[Any] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.tick_s = min(1.0, max(0.01, min(limits.header_timeout_s, limits.body_timeout_s) / 4))
@@ -106,7 +110,35 @@ class WorkerGuard:
             self.connections = connections
             self._timer = loop.call_later(self.tick_s, self._tick, loop)
 
+    def hold(self, protocol: Any) -> None:
+        """Stop reading `protocol`'s connection until the loop has room: its next request
+        waits in the kernel (aged by TCP_INFO) instead of costing a read and a 503 at every
+        loop turn while the loop is full."""
+        protocol.transport.pause_reading()
+        protocol.held = True
+        self.held.append(protocol)
+        self.counts["held"] += 1
+
+    def release(self, n: int) -> None:
+        """Resume reading the `n` connections held longest (FIFO: each waits its turn)."""
+        held = self.held
+        while n > 0 and held:
+            protocol = held.popleft()
+            if not protocol.held:
+                continue
+            protocol.held = False
+            transport = protocol.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+                n -= 1
+
+    def _finished(self, unstarted: int) -> None:
+        # One out, one in; an idle loop takes a batch.
+        self.release(1 if unstarted else RELEASE_IDLE)
+
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.admission.unstarted == 0:
+            self.release(RELEASE_IDLE)
         now = self.clock()
         for protocol in list(self.connections):
             check = getattr(protocol, "check_read_deadline", None)
@@ -124,6 +156,89 @@ class WorkerGuard:
             **self.counts,
         }
 
+
+ACCEPT_BATCH = 512
+"""Connections accepted per wake-up of the listening socket (the rest wait one loop turn)."""
+
+
+class EagerListener:
+    """The worker's listening socket, drained at every loop turn: the `asyncio.Server` that
+    `WorkerLoop.create_server` returns for uvicorn.
+
+    uvloop (libuv) accepts *one* connection per loop iteration. A CPU-bound worker at several
+    times its capacity runs iterations of a few hundred milliseconds, so connections piled up in
+    the kernel's accept queue (strace: one `accept4` per `epoll_pwait`, 0.6 s apart, 500
+    connections queued) and a fresh client waited there 10 s, invisible to admission: it was
+    answered only once the load stopped. Accepting everything that is queued at each turn puts
+    every waiting request where admission sees it (shed with 503 if it may not run, answered
+    503 + close beyond `max_connections`)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol_factory: Callable[[], Any],
+        sock: Any,
+        backlog: int = 2048,
+    ) -> None:
+        self.loop = loop
+        self.protocol_factory = protocol_factory
+        self.sock = socket.socket(fileno=os.dup(sock.fileno()))  # ours to close
+        self.sock.setblocking(False)
+        self.sock.listen(backlog)
+        self.counts = worker_guard().counts
+        self._serving = True
+        loop.add_reader(self.sock.fileno(), self._accept)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (self.sock,)
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # EMFILE, ENOBUFS...: try again at the next turn
+                self.counts["accept_errors"] += 1
+                return
+            conn.setblocking(False)
+            self.counts["accepted"] += 1
+            self.loop.create_task(
+                self.loop.connect_accepted_socket(self.protocol_factory, conn)  # type: ignore[arg-type]
+            )
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    def close(self) -> None:
+        """Stop accepting (uvicorn's graceful shutdown); connections already made finish."""
+        if self._serving:
+            self._serving = False
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+class WorkerLoop(uvloop.Loop):  # type: ignore[misc]
+    """uvloop with `EagerListener` for servers on a given TCP socket (how `run_server` serves)."""
+
+    async def create_server(self, protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        sock = kwargs.get("sock")
+        if args or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return await super().create_server(protocol_factory, *args, **kwargs)
+        return EagerListener(self, protocol_factory, sock, kwargs.get("backlog") or 2048)
+
+
+def worker_loop() -> asyncio.AbstractEventLoop:
+    """uvicorn's loop factory for the workers (`loop="onshi.backend.server:worker_loop"`)."""
+    return WorkerLoop()
+
+
+RELEASE_IDLE = 64
+"""Held connections resumed at once when no request is waiting for the loop."""
 
 _guard: WorkerGuard | None = None
 
@@ -153,6 +268,7 @@ class AbortableHttpToolsProtocol(HttpToolsProtocol):
         self._sock: Any = None
         self._deferred: tuple[Any, Any] | None = None
         self._over_capacity = False
+        self.held = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -229,6 +345,8 @@ class AbortableHttpToolsProtocol(HttpToolsProtocol):
         else:
             answer = admission.shed_response(shed)
             self._answer_without_app(cycle, answer, shed is Shed.CONNECTIONS)
+            if shed is Shed.LOOP_FULL and not self.held and not self.transport.is_closing():
+                self.guard.hold(self)
 
     def _answer_without_app(self, cycle: Any, answer: bytes, close: bool) -> None:
         """Write a whole answer for `cycle` from the protocol (no task, no app)."""
@@ -419,7 +537,7 @@ def run_server(
             "onshi.backend.server:worker_app",
             factory=True,
             workers=workers,
-            loop="uvloop",
+            loop="onshi.backend.server:worker_loop",
             http=PROTOCOL,
             access_log=False,
             log_config=log_config(log_level),
