@@ -32,7 +32,13 @@ from onshi.backend.overload import (
     credential_key,
     kernel_arrival,
 )
-from onshi.backend.server import RunningServer, WorkerGuard, start_server
+from onshi.backend.server import (
+    RunningServer,
+    WorkerGuard,
+    WorkerLoop,
+    start_server,
+    worker_loop,
+)
 
 HERE = Path(__file__).resolve().parent
 ADMIN = "overload-admin-token"
@@ -506,3 +512,74 @@ def test_age_counts_from_the_kernel_while_the_loop_is_blocked(serve: Any, tmp_pa
         status, headers, _ = _read_response(late)
     assert status == 503 and headers["x-onshi-overload"] == "queue-age"
     assert _admission(srv)["shed_queue_age"] == 1
+
+
+def test_every_queued_connection_is_accepted_in_one_loop_turn() -> None:
+    """libuv accepts one connection per loop iteration: at 3x capacity (iterations of ~0.5 s)
+    fresh clients waited 10 s in the kernel's accept queue. The worker loop drains it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    made: list[Any] = []
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            made.append(transport)
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Proto, sock=listener, backlog=64)
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(20)]
+        try:
+            for _ in range(3):  # three loop turns: libuv alone would have accepted three
+                await asyncio.sleep(0)
+            return len(made)
+        finally:
+            server.close()
+            await server.wait_closed()
+            for c in clients:
+                c.close()
+            for t in made:
+                t.close()
+
+    loop = worker_loop()
+    try:
+        assert isinstance(loop, WorkerLoop)
+        assert loop.run_until_complete(scenario()) == 20
+    finally:
+        loop.close()
+        listener.close()
+
+
+class HeldProto:
+    """A protocol whose transport records pause/resume."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.reading = True
+        self.closing = False
+        self.transport = self
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def test_held_connections_resume_one_per_finished_request_in_order() -> None:
+    guard = WorkerGuard(Limits())
+    a, b, c = HeldProto(), HeldProto(), HeldProto()
+    for p in (a, b, c):
+        guard.hold(p)
+    assert not any(p.reading for p in (a, b, c))
+    b.closing = True  # a closed connection is skipped, not counted
+    guard.admission.unstarted = 5
+    guard.admission.active = 2
+    guard.admission.finished(0.001)  # the loop is still busy: one out, one in
+    assert (a.reading, c.reading) == (True, False)
+    guard.admission.finished(0.001)
+    assert c.reading and not guard.held
+    assert guard.counts["held"] == 3
