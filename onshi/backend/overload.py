@@ -69,7 +69,8 @@ class Limits:
     backstop for a saturated event loop: there requests wait as tasks that have not reached the
     limiter yet (so it sees nothing to refuse), and each one adds its service time to the wait
     of every request behind it. It sits above `max_in_flight + max_queue`, so while the loop
-    keeps up the limiter decides.
+    keeps up the limiter decides. `max_waiting` bounds the complete requests parked (FIFO, in
+    the protocol) until the loop has room; their wait is bounded by the queue budget first.
     """
 
     max_in_flight: int = 256
@@ -82,6 +83,7 @@ class Limits:
     body_timeout_s: float = 10.0
     max_body_bytes: int = 8 << 20
     max_pending: int = 1024
+    max_waiting: int = 4096
 
 
 DEFAULT_LIMITS = Limits()
@@ -97,7 +99,17 @@ class Shed(enum.StrEnum):
     CONNECTIONS = "connections"  # the connection was accepted beyond max_connections
 
 
-LOOP_SHARE = 1 / 4
+class Wait(enum.Enum):
+    """The request may wait for the loop (parked, complete, FIFO) rather than be shed."""
+
+    WAIT = "wait"
+
+
+WAIT_SHARE = 3 / 4
+"""Requests are parked only while the work ahead (dispatched and parked) fits this share of
+the queue budget: the rest covers the loop turns before a request is read and dispatched."""
+
+LOOP_SHARE = 1 / 10
 """The share of the queue budget that requests dispatched but not yet started may add up to.
 
 A request read in one loop iteration waits for the work dispatched before it *and* for the
@@ -121,6 +133,7 @@ class Admission:
     unstarted: int = 0
     active: int = 0
     cost_s: float = 0.0
+    waiting: int = 0
     on_finished: Any = dataclasses.field(default=None, repr=False)
     """Called with the number of unstarted requests left after each finished one (the server
     resumes reading held connections there)."""
@@ -148,34 +161,74 @@ class Admission:
         arrived: float,
         over_capacity: bool = False,
         path: str = "",
-    ) -> Shed | None:
+        may_wait: bool = False,
+    ) -> Shed | Wait | None:
         """None to dispatch the request (counted in `unstarted` and `active` until `timed`
-        reports it), else why it is shed. `arrived` and `now` are on the same clock.
-        `/healthz` and `/admin/*` are never shed: operators must see an overloaded server."""
+        reports it), `WAIT` to park it until the loop has room (`may_wait`: the caller keeps
+        a FIFO of complete requests and calls `resume` as requests finish), else why it is
+        shed. `arrived` and `now` are on the same clock. `/healthz` and `/admin/*` are never
+        shed: operators must see an overloaded server."""
         lim = self.limits
+        verdict: Shed | Wait | None
         if path.startswith(EXEMPT_PREFIXES) or path == "/admin":
-            shed: Shed | None = None
+            verdict = None
         elif over_capacity:
-            shed = Shed.CONNECTIONS
-        elif self.active >= lim.max_pending:
-            shed = Shed.QUEUE_FULL
+            verdict = Shed.CONNECTIONS
+        elif self.active >= lim.max_pending or self.waiting >= lim.max_waiting:
+            verdict = Shed.QUEUE_FULL
         else:
             ahead = self.unstarted * self.cost_s
-            if now - arrived + ahead > lim.queue_timeout_s:
-                shed = Shed.QUEUE_AGE
-            elif ahead > lim.queue_timeout_s * LOOP_SHARE:
-                shed = Shed.LOOP_FULL
+            age = now - arrived
+            if age + ahead > lim.queue_timeout_s:
+                verdict = Shed.QUEUE_AGE
+            elif ahead <= lim.queue_timeout_s * LOOP_SHARE and not self.waiting:
+                verdict = None
+            elif may_wait and self._may_wait(age, lim.queue_timeout_s):
+                verdict = Wait.WAIT
             else:
-                shed = None
-        if shed is None:
-            self.unstarted += 1
-            self.active += 1
-            self.counts["dispatched"] += 1
-            if self.active > self.counts["peak_pending"]:
-                self.counts["peak_pending"] = self.active
+                verdict = Shed.LOOP_FULL
+        if verdict is None:
+            self._dispatched()
+        elif verdict is Wait.WAIT:
+            self.waiting += 1
+            self.counts["waited"] += 1
+            if self.waiting > self.counts["peak_waiting"]:
+                self.counts["peak_waiting"] = self.waiting
         else:
-            self.counts["shed_" + shed.name.lower()] += 1
-        return shed
+            self.counts["shed_" + verdict.name.lower()] += 1
+        return verdict
+
+    def _may_wait(self, age: float, budget: float) -> bool:
+        """Whether a request of `age` fits behind everything queued: the queue's own share of
+        the budget bounds every waiter alike, and this request's age must fit with it. (A
+        request on a fresh connection is older when it is read: accepting and reading it
+        takes loop turns. Judging the queue by its newest request would refuse it first.)"""
+        wait = (self.unstarted + self.waiting + 1) * self.cost_s
+        return wait <= budget * WAIT_SHARE and age + wait <= budget
+
+    def has_room(self) -> bool:
+        """Whether the loop's queue has room for one more request (its share of the budget)."""
+        return self.unstarted * self.cost_s <= self.limits.queue_timeout_s * LOOP_SHARE
+
+    def resume(self, *, now: float, arrived: float, gone: bool = False) -> Shed | None:
+        """The decision for a parked (`WAIT`) request taken out of the FIFO: None to
+        dispatch it, `QUEUE_AGE` if it has grown too old to be served in the budget. `gone`:
+        its client left, it only leaves the count."""
+        self.waiting -= 1
+        if gone:
+            return None
+        if now - arrived + self.unstarted * self.cost_s > self.limits.queue_timeout_s:
+            self.counts["shed_queue_age"] += 1
+            return Shed.QUEUE_AGE
+        self._dispatched()
+        return None
+
+    def _dispatched(self) -> None:
+        self.unstarted += 1
+        self.active += 1
+        self.counts["dispatched"] += 1
+        if self.active > self.counts["peak_pending"]:
+            self.counts["peak_pending"] = self.active
 
     def timed(self, app: ASGIApp, dispatched: float) -> ASGIApp:
         """`app` for one request just dispatched at `dispatched` (`time.perf_counter`),

@@ -58,6 +58,7 @@ from onshi.backend.overload import (
     ReadClock,
     ReadPhase,
     Shed,
+    Wait,
     body_timeout_problem,
     body_too_large_problem,
     kernel_arrival,
@@ -100,6 +101,7 @@ class WorkerGuard:
         self.admission.on_finished = self._finished
         self.counts = self.admission.counts
         self.held: collections.deque[Any] = collections.deque()
+        self.parked: collections.deque[tuple[Any, Any, Any, float]] = collections.deque()
         self.connections: set[Any] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.tick_s = min(1.0, max(0.01, min(limits.header_timeout_s, limits.body_timeout_s) / 4))
@@ -132,13 +134,36 @@ class WorkerGuard:
                 transport.resume_reading()
                 n -= 1
 
+    def park(self, protocol: Any, cycle: Any, app: Any, arrived: float) -> None:
+        """Keep a complete request (`Wait.WAIT`) until the loop has room, FIFO. Its
+        connection sends nothing more meanwhile (one request at a time), so nothing to pause."""
+        protocol.parked = True
+        self.parked.append((protocol, cycle, app, arrived))
+
     def _finished(self, unstarted: int) -> None:
-        # One out, one in; an idle loop takes a batch.
-        self.release(1 if unstarted else RELEASE_IDLE)
+        """A request finished: fill the loop's share from the parked requests (oldest first,
+        too old ones shed), and let one held connection (a batch if the loop is idle) be read
+        again."""
+        adm, parked = self.admission, self.parked
+        while parked and adm.has_room():
+            protocol, cycle, app, arrived = parked.popleft()
+            protocol.parked = False
+            transport = protocol.transport
+            gone = transport is None or transport.is_closing() or cycle.disconnected
+            shed = adm.resume(now=time.monotonic(), arrived=arrived, gone=gone)
+            if gone:
+                continue
+            if shed is None:
+                protocol.run_app(cycle, app, arrived)
+            else:
+                protocol.shed(cycle, shed)
+        # Held connections take turns with the parked requests (else they would starve while
+        # the connections being served keep the FIFO full, until keep-alive closes them).
+        self.release(1 if adm.unstarted else RELEASE_IDLE)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.admission.unstarted == 0:
-            self.release(RELEASE_IDLE)
+        if self.admission.unstarted == 0:  # nothing will finish: wake what waits
+            self._finished(0)
         now = self.clock()
         for protocol in list(self.connections):
             check = getattr(protocol, "check_read_deadline", None)
@@ -153,6 +178,8 @@ class WorkerGuard:
             "active": adm.active,
             "unstarted": adm.unstarted,
             "loop_cost_us": round(adm.cost_s * 1e6, 1),
+            "waiting": adm.waiting,
+            "held_now": sum(1 for p in self.held if p.held),
             **self.counts,
         }
 
@@ -239,6 +266,8 @@ def worker_loop() -> asyncio.AbstractEventLoop:
 
 RELEASE_IDLE = 64
 """Held connections resumed at once when no request is waiting for the loop."""
+HOLD_ON = frozenset({Shed.LOOP_FULL, Shed.QUEUE_FULL})
+"""Sheds after which the connection is held: the worker is full, its next request would be too."""
 
 _guard: WorkerGuard | None = None
 
@@ -269,6 +298,7 @@ class AbortableHttpToolsProtocol(HttpToolsProtocol):
         self._deferred: tuple[Any, Any] | None = None
         self._over_capacity = False
         self.held = False
+        self.parked = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -329,24 +359,37 @@ class AbortableHttpToolsProtocol(HttpToolsProtocol):
         self._dispatch(cycle, app)
 
     def _dispatch(self, cycle: Any, app: Any) -> None:
-        dispatched = time.perf_counter()
         now = time.monotonic()
         arrived = kernel_arrival(self._sock, now)
-        admission = self.guard.admission
-        shed = admission.decide(
+        guard = self.guard
+        verdict = guard.admission.decide(
             now=now,
             arrived=arrived,
             over_capacity=self._over_capacity,
             path=cycle.scope.get("path", ""),
+            may_wait=True,
         )
-        if shed is None:
-            cycle.scope[ARRIVED_SCOPE_KEY] = arrived
-            super()._start_asgi_task(cycle, admission.timed(app, dispatched))
+        if verdict is None:
+            self.run_app(cycle, app, arrived)
+        elif verdict is Wait.WAIT:
+            guard.park(self, cycle, app, arrived)
         else:
-            answer = admission.shed_response(shed)
-            self._answer_without_app(cycle, answer, shed is Shed.CONNECTIONS)
-            if shed is Shed.LOOP_FULL and not self.held and not self.transport.is_closing():
-                self.guard.hold(self)
+            self.shed(cycle, verdict)
+
+    def run_app(self, cycle: Any, app: Any, arrived: float) -> None:
+        """Start the app on an admitted request (a task, as uvicorn does)."""
+        cycle.scope[ARRIVED_SCOPE_KEY] = arrived
+        admission = self.guard.admission
+        super()._start_asgi_task(cycle, admission.timed(app, time.perf_counter()))
+
+    def shed(self, cycle: Any, shed: Shed) -> None:
+        """Answer 503 from the protocol; a connection shed because the loop is full is held
+        (not read) until the loop has room, so it does not cost a read and a 503 per turn."""
+        self._answer_without_app(
+            cycle, self.guard.admission.shed_response(shed), shed is Shed.CONNECTIONS
+        )
+        if shed in HOLD_ON and not self.held and not self.transport.is_closing():
+            self.guard.hold(self)
 
     def _answer_without_app(self, cycle: Any, answer: bytes, close: bool) -> None:
         """Write a whole answer for `cycle` from the protocol (no task, no app)."""
@@ -380,7 +423,7 @@ class AbortableHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def shutdown(self) -> None:
-        if self._deferred is not None:  # the app never started on it: nothing to finish
+        if self._deferred is not None or self.parked:  # the app never started: nothing to finish
             self.transport.close()
             return
         super().shutdown()
@@ -634,6 +677,7 @@ _LIMIT_OPTIONS = (
     ("--body-timeout", "body_timeout_s"),
     ("--max-body", "max_body_bytes"),
     ("--max-pending", "max_pending"),
+    ("--max-waiting", "max_waiting"),
 )
 
 

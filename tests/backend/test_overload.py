@@ -29,6 +29,7 @@ from onshi.backend.overload import (
     ReadClock,
     ReadPhase,
     Shed,
+    Wait,
     credential_key,
     kernel_arrival,
 )
@@ -60,12 +61,36 @@ def test_admission_dispatches_within_the_budget_and_sheds_old_requests() -> None
 def test_admission_predicts_the_wait_in_the_loop() -> None:
     adm = Admission(Limits(queue_timeout_s=1.2))
     adm.cost_s = 0.001  # the loop time a request has been taking
-    adm.unstarted = 299  # 0.299 s ahead: within a quarter of the budget
+    adm.unstarted = 119  # 0.119 s ahead: within the loop's tenth of the budget
     assert adm.decide(now=10.0, arrived=10.0) is None
-    adm.unstarted = 301  # 0.301 s ahead: beyond its share
+    adm.unstarted = 121  # 0.121 s ahead: beyond its share
     assert adm.decide(now=10.0, arrived=10.0) is Shed.LOOP_FULL
     adm.unstarted = 100  # 0.1 s ahead, and it already waited 1.15 s: it would be late
     assert adm.decide(now=10.0, arrived=8.85) is Shed.QUEUE_AGE
+
+
+def test_a_full_loop_parks_requests_fifo_within_the_budget() -> None:
+    """Beyond the loop's share a request waits, complete, in the protocol's FIFO (no task, no
+    read of its connection's next request) while the work ahead fits three quarters of the
+    budget; it is refused only beyond that, and shed when it leaves the FIFO too old."""
+    adm = Admission(Limits(queue_timeout_s=1.0))
+    adm.cost_s = 0.001
+    adm.unstarted = 200  # 0.2 s ahead: the loop is full
+    assert adm.decide(now=10.0, arrived=10.0, may_wait=True) is Wait.WAIT
+    assert adm.waiting == 1 and adm.counts["waited"] == 1
+    adm.waiting = 549  # 0.2 + 0.549 + 0.001 s ahead: the last that fits
+    assert adm.decide(now=10.0, arrived=10.0, may_wait=True) is Wait.WAIT
+    assert adm.decide(now=10.0, arrived=10.0, may_wait=True) is Shed.LOOP_FULL
+    adm.waiting = 10  # a fresh connection's request, read 0.4 s after it arrived, fits
+    assert adm.decide(now=10.0, arrived=9.6, may_wait=True) is Wait.WAIT
+    adm.unstarted = 0  # the loop drained: a FIFO head that waited 0.5 s is dispatched,
+    assert adm.has_room()
+    assert adm.resume(now=10.5, arrived=10.0) is None and adm.unstarted == 1
+    assert adm.resume(now=11.2, arrived=10.0) is Shed.QUEUE_AGE  # one that waited 1.2 s not
+    assert adm.resume(now=11.2, arrived=10.0, gone=True) is None and adm.waiting == 8
+    adm = Admission(Limits(max_waiting=2))
+    adm.cost_s, adm.unstarted, adm.waiting = 0.001, 900, 2
+    assert adm.decide(now=1.0, arrived=1.0, may_wait=True) is Shed.QUEUE_FULL
 
 
 def test_admission_learns_the_loop_time_of_a_request() -> None:

@@ -52,6 +52,7 @@ NO_SHEDDING = Limits(
     max_connections=1 << 20,
     max_per_facility=1 << 20,
     max_pending=1 << 20,
+    max_waiting=1 << 20,
 )
 """Limits that never engage: the server as it was before admission at dispatch."""
 CLIENT_TIMEOUT_S = 10.0
