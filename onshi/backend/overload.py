@@ -134,6 +134,7 @@ class Admission:
     active: int = 0
     cost_s: float = 0.0
     waiting: int = 0
+    served_hist: list[int] = dataclasses.field(default_factory=lambda: [0] * 1001, repr=False)
     on_finished: Any = dataclasses.field(default=None, repr=False)
     """Called with the number of unstarted requests left after each finished one (the server
     resumes reading held connections there)."""
@@ -230,14 +231,48 @@ class Admission:
         if self.active > self.counts["peak_pending"]:
             self.counts["peak_pending"] = self.active
 
-    def timed(self, app: ASGIApp, dispatched: float) -> ASGIApp:
+    def timed(self, app: ASGIApp, dispatched: float, arrived: float | None = None) -> ASGIApp:
         """`app` for one request just dispatched at `dispatched` (`time.perf_counter`),
-        reporting its start and its loop time to `started` and `finished`."""
+        reporting its start and its loop time to `started` and `finished`, and, given when it
+        `arrived` (`time.monotonic`), its answer's status and latency to `answered`."""
 
         async def timed_app(scope: Scope, receive: Receive, send: Send) -> None:
-            await _Timed(app(scope, receive, send), self, dispatched)
+            if arrived is None:
+                await _Timed(app(scope, receive, send), self, dispatched)
+                return
+            status = 0
+
+            async def send_status(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await _Timed(app(scope, receive, send_status), self, dispatched)
+            finally:
+                self.answered(status, time.monotonic() - arrived)
 
         return timed_app
+
+    def answered(self, status: int, latency_s: float) -> None:
+        """A dispatched request was answered `latency_s` after the kernel received it. Answers
+        below 500 are *served*: their latencies (10 ms buckets) give `served_ms`."""
+        if 0 < status < 500:
+            hist = self.served_hist
+            hist[min(len(hist) - 1, int(latency_s * 100))] += 1
+
+    def served_ms(self, q: float) -> float | None:
+        """The `q` quantile of served latencies (upper bound of its 10 ms bucket), or None."""
+        total = sum(self.served_hist)
+        if not total:
+            return None
+        rank, seen = q * total, 0
+        for i, n in enumerate(self.served_hist):
+            seen += n
+            if seen >= rank:
+                return (i + 1) * 10.0
+        return None
 
     def shed_response(self, shed: Shed) -> bytes:
         """The raw 503 the protocol writes for a shed request (built once per reason: under

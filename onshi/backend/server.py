@@ -180,6 +180,9 @@ class WorkerGuard:
             "loop_cost_us": round(adm.cost_s * 1e6, 1),
             "waiting": adm.waiting,
             "held_now": sum(1 for p in self.held if p.held),
+            "served": sum(adm.served_hist),
+            "served_p50_ms": adm.served_ms(0.5),
+            "served_p99_ms": adm.served_ms(0.99),
             **self.counts,
         }
 
@@ -380,7 +383,7 @@ class AbortableHttpToolsProtocol(HttpToolsProtocol):
         """Start the app on an admitted request (a task, as uvicorn does)."""
         cycle.scope[ARRIVED_SCOPE_KEY] = arrived
         admission = self.guard.admission
-        super()._start_asgi_task(cycle, admission.timed(app, time.perf_counter()))
+        super()._start_asgi_task(cycle, admission.timed(app, time.perf_counter(), arrived))
 
     def shed(self, cycle: Any, shed: Shed) -> None:
         """Answer 503 from the protocol; a connection shed because the loop is full is held
