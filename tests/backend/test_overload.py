@@ -93,6 +93,19 @@ def test_a_full_loop_parks_requests_fifo_within_the_budget() -> None:
     assert adm.decide(now=1.0, arrived=1.0, may_wait=True) is Shed.QUEUE_FULL
 
 
+def test_served_latency_quantiles_count_answers_below_500() -> None:
+    adm = Admission(Limits())
+    assert adm.served_ms(0.99) is None
+    for i in range(99):
+        adm.answered(200, 0.005 + i * 0.001)  # 5..103 ms
+    adm.answered(404, 0.95)  # an answer, served late
+    adm.answered(503, 9.0)  # refused by the limiter: not served
+    adm.answered(0, 0.001)  # no answer started (client left)
+    assert sum(adm.served_hist) == 100
+    assert adm.served_ms(0.5) == 60.0 and adm.served_ms(0.99) == 110.0
+    assert adm.served_ms(1.0) == 960.0
+
+
 def test_admission_learns_the_loop_time_of_a_request() -> None:
     adm = Admission(Limits())
     for _ in range(200):
