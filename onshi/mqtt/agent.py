@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
@@ -53,7 +54,11 @@ log = logging.getLogger("onshi.mqtt.agent")
 
 
 class ReaderLike(Protocol):
-    """What the agent drives: the reference reader's MQTT adapter, a vendor's, or a stub."""
+    """What the agent drives: the reference reader's MQTT adapter, a vendor's, or a stub.
+
+    A reader that also has `attach(emit)` is handed an async `emit(outputs)` once the agent is
+    online: the way out for outputs no world event asked for (the reference reader's timers).
+    """
 
     def handle(
         self, event: WorldEvent
@@ -144,6 +149,9 @@ class Agent:
         try:
             await client.subscribe(topics.world_filter(self.reader_id), qos=QOS)
             await self._publish(client, Status(state="online", agent=self.name), retain=True)
+            attach = getattr(self.reader, "attach", None)
+            if callable(attach):  # a reader with its own clock publishes what its timers cause
+                attach(functools.partial(self._publish_outputs, client))
             self.online.set()
             self.was_online = True
             try:
@@ -201,6 +209,11 @@ class Agent:
             log.info("reader %s refused %s: %s", self.reader_id, event.NAME, exc)
             await self._report(client, event.NAME, None, f"{type(exc).__name__}: {exc}")
             return
+        await self._publish_outputs(client, outputs)
+
+    async def _publish_outputs(
+        self, client: aiomqtt.Client, outputs: Sequence[ReaderOutput]
+    ) -> None:
         for output in outputs:
             try:
                 await self._publish(client, output)
@@ -247,11 +260,23 @@ def load_reader(spec: str) -> ReaderLike:
     return reader
 
 
-async def _serve_until_signalled(agent: Agent) -> None:
+async def serve_until_signalled(
+    agent: Agent, *, on_online: Callable[[], None] | None = None
+) -> None:
+    """`agent.serve()` until SIGTERM/SIGINT, which stop it cleanly (`offline` published);
+    `on_online` runs once, when the agent is first subscribed and online."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # leave `offline`, not a dangling `online`
         loop.add_signal_handler(sig, agent.stop)
-    await agent.serve()
+    serving = asyncio.ensure_future(agent.serve())
+    if on_online is not None:
+        online = asyncio.ensure_future(agent.online.wait())
+        await asyncio.wait({serving, online}, return_when=asyncio.FIRST_COMPLETED)
+        if online.done():
+            on_online()
+        else:
+            online.cancel()
+    await serving
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             agent = Agent(load_reader(a.reader), address, a.id)
         except ValueError as exc:
             raise OnshiError(str(exc), fix="pass --id with A-Z a-z 0-9 _ -") from None
-        asyncio.run(_serve_until_signalled(agent))
+        asyncio.run(serve_until_signalled(agent))
     except OnshiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -72,8 +72,21 @@ class BrokerAddress:
     @property
     def url(self) -> str:
         """The URL without the password (safe to print)."""
+        return self._url(with_password=False)
+
+    @property
+    def login_url(self) -> str:
+        """The URL with the password: what `onshi broker` hands to the one who starts it."""
+        return self._url(with_password=True)
+
+    def _url(self, *, with_password: bool) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        user = f"{urllib.parse.quote(self.username, safe='')}@" if self.username else ""
+        user = ""
+        if self.username:
+            user = urllib.parse.quote(self.username, safe="")
+            if with_password and self.password is not None:
+                user += ":" + urllib.parse.quote(self.password, safe="")
+            user += "@"
         return f"mqtt://{user}{host}:{self.port}"
 
 
