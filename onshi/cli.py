@@ -41,6 +41,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "readers": ("onshi.commands.apdu", "readers"),
     "quickstart": ("onshi.commands.quickstart", "quickstart"),
     "backend": ("onshi.backend.cli", "backend"),
+    "broker": ("onshi.commands.broker", "broker"),
+    "reader": ("onshi.commands.reader", "reader"),
 }
 """Sub-command name -> (module, attribute); imported only when the command is used or listed."""
 
