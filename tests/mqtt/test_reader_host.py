@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,9 +38,18 @@ from onshi.mqtt.codec import (
     decode,
     encode,
 )
-from onshi.mqtt.reader_host import ReaderHost, http_backend, profile_card, reader_host
+from onshi.mqtt.reader_host import (
+    ENV_FACILITY_CODE,
+    ENV_FACILITY_SECRET,
+    ReaderHost,
+    backend_from_options,
+    http_backend,
+    profile_card,
+    reader_host,
+)
 from onshi.profiles import load_profile
 from onshi.quickstart.run import BACKEND_APP, population_profile
+from onshi.reader.actions import CallBackend
 from onshi.reader.world import BackendReply
 from tests.mqtt.conftest import GUARD_S, connect
 
@@ -248,3 +259,63 @@ def test_pin_never_leaves_the_reader(broker: Broker) -> None:
     for body in h.seen:
         _topic, payload = encode(rid, body, at=1.0)  # type: ignore[arg-type]
         assert PIN.encode() not in payload and PIN.encode().hex().encode() not in payload.lower()
+
+
+def test_a_timer_that_runs_out_is_published(broker: Broker) -> None:
+    """Nobody picks a method: the reader's own timer (on the agent's loop) ends the session,
+    and what it causes reaches the harness although no world event asked for it."""
+    rid = "agent1"
+    host = reader_host(rid, choice_timeout_s=0.05)
+
+    async def play(h: Harness) -> None:
+        await h.send(CardPresented(profile="valid"))
+        await h.until(result)
+
+    h = asyncio.run(with_agent(broker, rid, host, play))
+    (res,) = h.of(ResultReported)
+    assert res.outcome == "not_identified"
+    assert [s.cause for s in h.of(StateChanged)][-1] == "TimerFired"
+
+
+def test_a_swapped_card_aborts_the_first_check(broker: Broker) -> None:
+    rid = "agent2"
+    host = reader_host(rid)
+
+    async def play(h: Harness) -> None:
+        await h.send(CardPresented(profile="valid"))
+        await h.until(screen("choose_method"))
+        await h.send(CardPresented(profile="valid"))
+        await h.until(result)
+        await h.until(screen("choose_method"))  # the second card is read from scratch
+
+    h = asyncio.run(with_agent(broker, rid, host, play))
+    (res,) = h.of(ResultReported)
+    assert res.outcome == "aborted"
+    causes = [s.cause for s in h.of(StateChanged)]
+    assert causes.count("CardInserted") == 2 and "CardRemoved" in causes
+
+
+def test_backend_credentials_come_from_options_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The facility credential is sent as the backend expects it; options win over env."""
+    seen: list[dict[str, str]] = []
+
+    class Capture(urllib.request.BaseHandler):
+        handler_order = 1  # before urllib's own HTTPHandler: nothing leaves the process
+
+        def http_open(self, req: urllib.request.Request) -> Any:
+            seen.append(dict(req.header_items()))
+            raise urllib.error.URLError(ConnectionRefusedError())
+
+    opener = urllib.request.build_opener(Capture())
+    monkeypatch.setattr(urllib.request, "urlopen", opener.open)
+    monkeypatch.setenv(ENV_FACILITY_CODE, "env-code")
+    monkeypatch.setenv(ENV_FACILITY_SECRET, "env-secret")
+    call = CallBackend(request_id=1, method="POST", path="/v1/challenges", body={})
+    for code, expected in ((None, "env-code"), ("opt-code", "opt-code")):
+        backend = backend_from_options("http://127.0.0.1:9", code, None)
+        assert backend is not None and backend(call) == "connection"
+        assert seen[-1]["X-facility-code"] == expected
+        assert seen[-1]["Authorization"] == "Bearer env-secret"
+    assert backend_from_options(None) is None
