@@ -4,16 +4,15 @@ Why: the reader must learn everything from the card's and the backend's answers 
 people do. The world is where those people live: a :class:`Patient` (what they type, how their
 face matches, which consents they give, whether they brought the card, what the card-face
 scanner reads) and the :class:`Staff` (whether they come, their operator id, what they see).
-The :class:`WorldDriver` answers the reader's actions from an in-process card
-(``onshi.card.Card.process``) and an in-process backend callable, reacts to screens the way
-the patient and staff would, and moves a :class:`~onshi.clock.MockClock` to the next timer
-when nobody acts, so a 30-second face flow runs in milliseconds. Bounded: at most
-``max_events`` events per run.
+:class:`People` reacts to the reader's screens the way they would, for any driver
+(:mod:`onshi.reader.drivers`). The :class:`WorldDriver` is the synchronous driver over an
+in-process card (``onshi.card.Card.process``) and an in-process backend callable, on a
+:class:`~onshi.clock.MockClock` that jumps to the next timer when nobody acts, so a 30-second
+face flow runs in milliseconds. Bounded: at most ``max_events`` events per run.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,16 @@ from onshi.clock import MockClock
 from onshi.reader import actions as act
 from onshi.reader import events as ev
 from onshi.reader.actions import Screen
+from onshi.reader.drivers import (
+    BackendCall,
+    BackendReply,
+    Reaction,
+    SyncDriver,
+    json_body,
+)
+from onshi.reader.drivers import Run as WorldRun
 from onshi.reader.events import Method, ReaderMode
 from onshi.reader.machine import Reader
-from onshi.reader.results import ReaderResult
 
 if TYPE_CHECKING:
     from onshi.card import Card
@@ -33,16 +39,12 @@ __all__ = [
     "BackendCall",
     "BackendReply",
     "Patient",
+    "People",
     "Staff",
     "WorldDriver",
     "WorldRun",
     "asgi_backend",
 ]
-
-BackendReply = tuple[int, Any] | str | None
-"""``(status, json_body)``; a string is a failure reason (``"timeout"``, ``"connection"``);
-``None`` means the backend never answers (the reader's own timer must end the wait)."""
-BackendCall = Callable[[act.CallBackend], BackendReply]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,30 +79,58 @@ class Staff:
     """What the visual check concludes (目視確認)."""
 
 
-@dataclass(slots=True)
-class WorldRun:
-    """What happened in one run: every action, every event, and the results."""
+class People:
+    """The patient and the staff in front of a reader: each screen gets what they would do
+    and how long it takes them (a :data:`~onshi.reader.drivers.React` for any driver)."""
 
-    actions: list[act.Action] = field(default_factory=list)
-    events: list[ev.Event] = field(default_factory=list)
-    results: list[ReaderResult] = field(default_factory=list)
+    def __init__(self, patient: Patient, staff: Staff, *, printed_b: str | None = None) -> None:
+        """``printed_b``: the 照合番号B printed on the card, which the scanner reads when the
+        patient's ``ocr`` is not scripted."""
+        self.patient = patient
+        self.staff = staff
+        self._pins: Iterator[str | None] = iter(patient.pins)
+        self._faces: Iterator[float | None] = iter(patient.face_scores)
+        ocr = patient.ocr
+        self._ocr: Iterator[str | None] = iter(ocr) if ocr is not None else _forever(printed_b)
 
-    @property
-    def result(self) -> ReaderResult:
-        assert self.results, "the run produced no result"
-        return self.results[-1]
+    def __call__(self, screen: act.ShowScreen) -> Reaction | None:
+        event = self._react(screen)
+        if event is None:
+            return None
+        if isinstance(event, ev.FaceCaptured):
+            return self.patient.capture_s, event
+        if isinstance(event, ev.PinEntered):
+            return self.patient.typing_s, event
+        return 0.0, event
 
-    def apdus(self) -> list[bytes]:
-        return [a.command for a in self.actions if isinstance(a, act.SendApdu)]
+    def _react(self, screen: act.ShowScreen) -> ev.Event | None:
+        p = self.patient
+        if screen.screen is Screen.SCAN_CARD_FACE:
+            return ev.CardFaceScanned(collation_b=next(self._ocr, None))
+        if screen.screen is Screen.CHOOSE_METHOD:
+            if p.method.value in screen.options:
+                return ev.MethodChosen(method=p.method)
+            if screen.options:
+                return ev.MethodChosen(method=Method(screen.options[0]))
+            return None
+        if screen.screen is Screen.LOOK_AT_CAMERA:
+            score = next(self._faces, _GAVE_UP)
+            return None if score is _GAVE_UP else ev.FaceCaptured(score=score)
+        if screen.screen is Screen.ENTER_PIN:
+            digits = next(self._pins, _GAVE_UP)
+            return None if digits is _GAVE_UP else ev.PinEntered(digits=digits)
+        if screen.screen is Screen.CONSENT and screen.item is not None:
+            return ev.ConsentAnswered(item=screen.item, agreed=p.consents.get(screen.item, False))
+        if screen.screen is Screen.ASK_STAFF and self.staff.comes:
+            return ev.StaffSwitchedMode(mode=ReaderMode.VISUAL, operator_id=self.staff.operator_id)
+        if screen.screen is Screen.VISUAL_CHECK and self.staff.comes:
+            return ev.VisualCheckDone(
+                operator_id=self.staff.operator_id, same_person=self.staff.same_person
+            )
+        return None
 
-    def screens(self) -> list[act.ShowScreen]:
-        return [a for a in self.actions if isinstance(a, act.ShowScreen)]
 
-    def calls(self) -> list[act.CallBackend]:
-        return [a for a in self.actions if isinstance(a, act.CallBackend)]
-
-
-class WorldDriver:
+class WorldDriver(SyncDriver):
     """Runs a :class:`Reader` against an in-process card and backend (see the module docstring)."""
 
     def __init__(
@@ -114,21 +144,18 @@ class WorldDriver:
         staff: Staff | None = None,
         max_events: int = 2000,
     ) -> None:
-        self.reader = reader
-        self.clock = clock
-        self.backend = backend
         self.card = card
         self.patient = patient or Patient()
         self.staff = staff or Staff()
-        self.max_events = max_events
-        self._timers: dict[int, float] = {}
-        self._pins: Iterator[str | None] = iter(self.patient.pins)
-        self._faces: Iterator[float | None] = iter(self.patient.face_scores)
-        ocr = self.patient.ocr
         printed = card.profile.collation_b if card is not None else None
-        self._ocr: Iterator[str | None] = iter(ocr) if ocr is not None else _forever(printed)
-
-    # -- running -----------------------------------------------------------------------------
+        super().__init__(
+            reader,
+            clock=clock,
+            backend=backend,
+            transmit=card.process if card is not None else None,
+            react=People(self.patient, self.staff, printed_b=printed),
+            max_events=max_events,
+        )
 
     def present_card(self) -> WorldRun:
         """The patient places the card (if they brought it); run until the session's result."""
@@ -140,113 +167,11 @@ class WorldDriver:
         return run
 
     def remove_card(self, run: WorldRun | None = None) -> WorldRun:
-        run = run or WorldRun()
-        self.run([ev.CardRemoved()], run)
-        return run
+        return self.feed(ev.CardRemoved(), run)
 
     def staff_event(self, event: ev.Event) -> WorldRun:
         """Staff act at the terminal (mode switch, number or demographics query)."""
-        run = WorldRun()
-        self.run([event], run)
-        return run
-
-    def run(self, events: list[ev.Event], run: WorldRun, *, until_result: bool = True) -> None:
-        """Feed ``events`` and every reaction until the reader rests (result emitted and
-        nobody left to act) or ``max_events`` is reached."""
-        queue = list(events)
-        results_before = len(run.results)
-        while True:
-            while queue:
-                if len(run.events) >= self.max_events:
-                    raise RuntimeError(f"no result after {self.max_events} events")
-                event = queue.pop(0)
-                run.events.append(event)
-                actions = self.reader.handle(event)
-                run.actions.extend(actions)
-                queue.extend(self._react(actions, run))
-            if len(run.results) > results_before and not self.reader.session_active:
-                return
-            if not until_result or not self._timers:
-                return
-            # Nobody acts: let virtual time pass to the earliest timer.
-            timer_id, deadline = min(self._timers.items(), key=lambda kv: kv[1])
-            del self._timers[timer_id]
-            self.clock.jump(max(0.0, deadline - self.clock.now()))
-            queue.append(ev.TimerFired(timer_id=timer_id))
-
-    # -- reactions -----------------------------------------------------------------------------
-
-    def _react(self, actions: list[act.Action], run: WorldRun) -> list[ev.Event]:
-        out: list[ev.Event] = []
-        for action in actions:
-            if isinstance(action, act.StartTimer):
-                self._timers[action.timer_id] = self.clock.now() + action.seconds
-            elif isinstance(action, act.CancelTimer):
-                self._timers.pop(action.timer_id, None)
-            elif isinstance(action, act.SendApdu):
-                out.append(self._apdu(action))
-            elif isinstance(action, act.CallBackend):
-                reply = self.backend(action)
-                if isinstance(reply, tuple):
-                    status, body = reply
-                    out.append(
-                        ev.BackendAnswered(request_id=action.request_id, status=status, body=body)
-                    )
-                elif isinstance(reply, str):
-                    out.append(ev.BackendFailed(request_id=action.request_id, reason=reply))
-            elif isinstance(action, act.EmitResult):
-                run.results.append(action.result)
-            elif isinstance(action, act.ShowScreen):
-                reaction = self._on_screen(action)
-                if reaction is not None:
-                    out.append(reaction)
-        return out
-
-    def _apdu(self, action: act.SendApdu) -> ev.Event:
-        if self.card is None:
-            return ev.ApduFailed(request_id=action.request_id, reason="no card")
-        return ev.ApduAnswered(
-            request_id=action.request_id, response=self.card.process(action.command)
-        )
-
-    def _on_screen(self, screen: act.ShowScreen) -> ev.Event | None:
-        p = self.patient
-        if screen.screen is Screen.SCAN_CARD_FACE:
-            return ev.CardFaceScanned(collation_b=next(self._ocr, None))
-        if screen.screen is Screen.CHOOSE_METHOD:
-            if p.method.value in screen.options:
-                return ev.MethodChosen(method=p.method)
-            if screen.options:
-                return ev.MethodChosen(method=Method(screen.options[0]))
-            return None
-        if screen.screen is Screen.LOOK_AT_CAMERA:
-            score = next(self._faces, _GAVE_UP)
-            if score is _GAVE_UP:
-                return None
-            return self._later(p.capture_s, ev.FaceCaptured(score=score))
-        if screen.screen is Screen.ENTER_PIN:
-            digits = next(self._pins, _GAVE_UP)
-            if digits is _GAVE_UP:
-                return None
-            return self._later(p.typing_s, ev.PinEntered(digits=digits))
-        if screen.screen is Screen.CONSENT and screen.item is not None:
-            return ev.ConsentAnswered(item=screen.item, agreed=p.consents.get(screen.item, False))
-        if screen.screen is Screen.ASK_STAFF and self.staff.comes:
-            return ev.StaffSwitchedMode(mode=ReaderMode.VISUAL, operator_id=self.staff.operator_id)
-        if screen.screen is Screen.VISUAL_CHECK and self.staff.comes:
-            return ev.VisualCheckDone(
-                operator_id=self.staff.operator_id, same_person=self.staff.same_person
-            )
-        return None
-
-    def _later(self, seconds: float, event: ev.Event) -> ev.Event | None:
-        """The patient acts ``seconds`` from now, unless a timer runs out first (then the
-        reader has moved on and the late action is lost, as at a real reader)."""
-        deadline = self.clock.now() + seconds
-        if self._timers and min(self._timers.values()) <= deadline:
-            return None
-        self.clock.jump(seconds)
-        return event
+        return self.feed(event)
 
 
 _GAVE_UP: Any = object()
@@ -266,10 +191,6 @@ def asgi_backend(
 
     def call(action: act.CallBackend) -> BackendReply:
         status, raw = post(action.path, action.body, dict(action.headers))
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        return status, body
+        return status, json_body(raw)
 
     return call
