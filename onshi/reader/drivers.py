@@ -312,6 +312,7 @@ class AsyncDriver(ActionExecutor):
         self._queue: asyncio.Queue[ev.Event | _Crash] = asyncio.Queue()
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._people: set[asyncio.TimerHandle] = set()
         self._pending = 0
         """I/O in flight plus people who will act later."""
         self._fired = 0
@@ -352,10 +353,12 @@ class AsyncDriver(ActionExecutor):
                 self._queue.put_nowait(follow)
 
     async def aclose(self) -> None:
-        """Cancel the timers and wait for the calls still running in threads."""
-        for handle in self._timers.values():
+        """Cancel the timers and the people's late actions, and wait for the calls still
+        running in threads (a hung call returns when its own timeout ends it)."""
+        for handle in [*self._timers.values(), *self._people]:
             handle.cancel()
         self._timers.clear()
+        self._people.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -385,8 +388,15 @@ class AsyncDriver(ActionExecutor):
         if seconds <= 0:
             return [event]
         self._pending += 1
+        handle: asyncio.TimerHandle | None = None
+
+        def done() -> None:
+            self._people.discard(handle)  # type: ignore[arg-type]
+            self._person_done(fired, event)
+
         fired = self._fired
-        asyncio.get_running_loop().call_later(seconds, self._person_done, fired, event)
+        handle = asyncio.get_running_loop().call_later(seconds, done)
+        self._people.add(handle)
         return []
 
     def _person_done(self, fired: int, event: ev.Event) -> None:

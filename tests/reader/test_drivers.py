@@ -225,12 +225,13 @@ def test_asyncio_driver_fails_closed_on_the_readers_timer_when_the_backend_hangs
 def test_asyncio_driver_plays_delayed_people_on_loop_time(
     clock: MockClock, make_card: Callable[..., Card], backend: BackendCall
 ) -> None:
-    """People who take time act through the loop's timers; a face capture late beyond the
-    reader's face timeout is lost (here the face phase is given no time at all, and nobody
-    can capture a face in zero seconds), so the reader falls back to the PIN."""
+    """People who take time act through the loop's timers; a face capture that would land
+    after the reader's face timeout is lost (the face phase has no time at all, the capture
+    takes an hour: no ordering of the two depends on this machine's speed), so the reader
+    falls back to the PIN, and closing the driver cancels the capture still scheduled."""
     card = make_card()
     patient = Patient(
-        method=Method.FACE, face_scores=[0.99], capture_s=0.01, pins=["1234"], typing_s=0
+        method=Method.FACE, face_scores=[0.99], capture_s=3600, pins=["1234"], typing_s=0
     )
     policy = ReaderPolicy(face_timeout_s=0, backend_timeout_s=60, choice_timeout_s=600)
 
