@@ -56,8 +56,10 @@ log = logging.getLogger("onshi.mqtt.agent")
 class ReaderLike(Protocol):
     """What the agent drives: the reference reader's MQTT adapter, a vendor's, or a stub.
 
-    A reader that also has `attach(emit)` is handed an async `emit(outputs)` once the agent is
+    A reader that also has `attach(step)` is handed an async `step(produce)` once the agent is
     online: the way out for outputs no world event asked for (the reference reader's timers).
+    `step` awaits `produce()` and publishes what it returns in turn with the answers to world
+    events (one at a time, so outputs leave in the order the reader made them).
     """
 
     def handle(
@@ -91,6 +93,8 @@ class Agent:
         self.handled = 0
         self.was_online = False
         self._stop = asyncio.Event()
+        self._turn = asyncio.Lock()
+        """Held while the reader works and its outputs are published: one turn at a time."""
         """World messages taken (errors included): a counter tests and dashboards can read."""
 
     def _client(self) -> aiomqtt.Client:
@@ -151,7 +155,7 @@ class Agent:
             await self._publish(client, Status(state="online", agent=self.name), retain=True)
             attach = getattr(self.reader, "attach", None)
             if callable(attach):  # a reader with its own clock publishes what its timers cause
-                attach(functools.partial(self._publish_outputs, client))
+                attach(functools.partial(self._step, client))
             self.online.set()
             self.was_online = True
             try:
@@ -199,17 +203,34 @@ class Agent:
                     message.topic.value, "topic", "not a world event for this reader"
                 )
         except MessageError as exc:
-            await self._report(client, exc.message, exc.field, exc.reason)
+            async with self._turn:
+                await self._report(client, exc.message, exc.field, exc.reason)
             return
         event = envelope.body
-        try:
+
+        async def produce() -> Sequence[ReaderOutput]:
             result = self.reader.handle(event)  # type: ignore[arg-type]
-            outputs = await result if inspect.isawaitable(result) else result
-        except Exception as exc:  # the reader's rule errors (or a vendor bug): report, go on
-            log.info("reader %s refused %s: %s", self.reader_id, event.NAME, exc)
-            await self._report(client, event.NAME, None, f"{type(exc).__name__}: {exc}")
-            return
-        await self._publish_outputs(client, outputs)
+            return await result if inspect.isawaitable(result) else result
+
+        await self._step(client, produce, name=event.NAME)
+
+    async def _step(
+        self,
+        client: aiomqtt.Client,
+        produce: Callable[[], Awaitable[Sequence[ReaderOutput]]],
+        *,
+        name: str = "reader",
+    ) -> None:
+        """Run the reader once and publish its outputs, in turn with every other step (a
+        timer's outputs must not overtake the tail of the answer to the event before it)."""
+        async with self._turn:
+            try:
+                outputs = await produce()
+            except Exception as exc:  # the reader's rule errors (or a vendor bug): report, go on
+                log.info("reader %s refused %s: %s", self.reader_id, name, exc)
+                await self._report(client, name, None, f"{type(exc).__name__}: {exc}")
+                return
+            await self._publish_outputs(client, outputs)
 
     async def _publish_outputs(
         self, client: aiomqtt.Client, outputs: Sequence[ReaderOutput]

@@ -7,7 +7,8 @@ card-face scanner (the printed 照合番号B unless the harness says what the OC
 backend over HTTP, and its timers (on the agent's event loop, since nobody else keeps time
 here). Everything else (method, face, PIN, consent, staff) comes from the harness as world
 events. Every state change, screen, APDU summary (never its data: a VERIFY carries the PIN)
-and result goes out; outputs that a timer causes go out through the `emit` the agent attaches.
+and result goes out; what a timer causes goes out through the `step` the agent attaches, which
+keeps it in order with the answers to world events.
 
 A backend that cannot be reached becomes the reader's `BackendFailed` (the reader fails
 closed); one that answers an HTTP error is an answer like any other.
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 ENV_FACILITY_CODE = "ONSHI_FACILITY_CODE"
 ENV_FACILITY_SECRET = "ONSHI_FACILITY_SECRET"
 
-Emit = Callable[[Sequence[codec.ReaderOutput]], Awaitable[None]]
+Produce = Callable[[], Awaitable[Sequence[codec.ReaderOutput]]]
+Step = Callable[[Produce], Awaitable[None]]
 CardMaker = Callable[[str], "Card"]
 
 log = logging.getLogger("onshi.mqtt.reader_host")
@@ -125,14 +127,14 @@ class ReaderHost:
         self.cards = cards
         self.card: Card | None = None
         self._ocr: str | None = None
-        self._emit: Emit | None = None
+        self._step: Step | None = None
         self._lock = asyncio.Lock()
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
-    def attach(self, emit: Emit) -> None:
+    def attach(self, step: Step) -> None:
         """The agent's way out for outputs nobody asked for (a timer ran out)."""
-        self._emit = emit
+        self._step = step
 
     async def handle(self, event: codec.WorldEvent) -> list[codec.ReaderOutput]:
         """One world event -> everything the reader did about it, until it waits again."""
@@ -218,21 +220,16 @@ class ReaderHost:
         task.add_done_callback(self._pending.discard)
 
     async def _on_timer(self, timer_id: int) -> None:
+        if self._step is None:
+            await self._timer_outputs(timer_id)
+        else:
+            await self._step(lambda: self._timer_outputs(timer_id))
+
+    async def _timer_outputs(self, timer_id: int) -> list[codec.ReaderOutput]:
         async with self._lock:
             if self._timers.pop(timer_id, None) is None:
-                return  # cancelled while it waited for the lock
-            try:
-                outputs: list[codec.ReaderOutput] = await self._run(
-                    [ev.TimerFired(timer_id=timer_id)]
-                )
-            except Exception as exc:  # a rule error: report it like the agent would
-                outputs = [
-                    codec.ErrorReported(
-                        message="timer", field=None, detail=f"{type(exc).__name__}: {exc}"[:2000]
-                    )
-                ]
-        if self._emit is not None and outputs:
-            await self._emit(outputs)
+                return []  # cancelled while it waited for its turn
+            return await self._run([ev.TimerFired(timer_id=timer_id)])
 
 
 def _cause(event: ev.Event) -> str:

@@ -142,3 +142,11 @@ def test_broker_refuses_a_network_address() -> None:
     result = CliRunner().invoke(main, ["broker", "--host", "0.0.0.0", "--duration", "1"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_broker_duration_ends_it_with_status_0() -> None:
+    result = CliRunner().invoke(main, ["broker", "--reader", "r1", "--duration", "0.1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("broker: mqtt://127.0.0.1:")
+    assert lines[-1].startswith("reader r1: mqtt://r1:")

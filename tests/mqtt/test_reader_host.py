@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -265,7 +266,7 @@ def test_a_timer_that_runs_out_is_published(broker: Broker) -> None:
     """Nobody picks a method: the reader's own timer (on the agent's loop) ends the session,
     and what it causes reaches the harness although no world event asked for it."""
     rid = "agent1"
-    host = reader_host(rid, choice_timeout_s=0.05)
+    host = reader_host(rid, choice_timeout_s=0.001)  # fires while the answer is published
 
     async def play(h: Harness) -> None:
         await h.send(CardPresented(profile="valid"))
@@ -274,7 +275,15 @@ def test_a_timer_that_runs_out_is_published(broker: Broker) -> None:
     h = asyncio.run(with_agent(broker, rid, host, play))
     (res,) = h.of(ResultReported)
     assert res.outcome == "not_identified"
-    assert [s.cause for s in h.of(StateChanged)][-1] == "TimerFired"
+    # in order: the timer's outputs come after the whole answer to card-presented
+    changes = h.of(StateChanged)
+    assert [(s.previous, s.cause) for s in changes[-2:]] == [
+        ("read_basic4_body", "ApduAnswered"),
+        ("choose_method", "TimerFired"),
+    ]
+    assert all(a.state == b.previous for a, b in itertools.pairwise(changes))
+    codes = [m.code for m in h.seen if isinstance(m, ScreenShown)]
+    assert codes[-2:] == ["choose_method", "error"]
 
 
 def test_a_swapped_card_aborts_the_first_check(broker: Broker) -> None:
