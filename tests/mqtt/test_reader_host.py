@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -215,7 +216,10 @@ def test_backend_down_fails_closed(broker: Broker) -> None:
     """A backend nobody listens on becomes the reader's backend failure: never eligible."""
     rid = "agent1"
     calls: list[BackendReply] = []
-    dead = http_backend("http://127.0.0.1:9", "x", "y")
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = http_backend(f"http://127.0.0.1:{port}", "x", "y")
 
     def backend(action: Any) -> BackendReply:
         calls.append(reply := dead(action))
