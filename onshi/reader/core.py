@@ -303,6 +303,8 @@ class ReaderCore:
         self._apdu(state, build_command(0x00, 0x20, 0x00, 0x80, secret.encode("ascii")), purpose)
 
     # -- steps the flows provide (the reader composes them) ---------------------------------
+    # Declared here so each mixin can name the steps another one owns; the Reader's MRO puts
+    # the real ones (cardread, identify, backendflow, machine) before these.
 
     def _after_card_reads(self) -> None:
         raise NotImplementedError
