@@ -14,10 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from onshi.reader import actions as act
 from onshi.reader import events as ev
-
-if TYPE_CHECKING:
-    from onshi.reader.machine import Reader
-    from onshi.transport.base import Transport
 from onshi.reader.drivers.common import (
     ActionExecutor,
     BackendCall,
@@ -26,6 +22,10 @@ from onshi.reader.drivers.common import (
     apdu_event,
     backend_event,
 )
+
+if TYPE_CHECKING:
+    from onshi.reader.machine import Reader
+    from onshi.transport.base import Transport
 
 
 @dataclass(frozen=True, slots=True)

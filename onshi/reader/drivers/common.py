@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from onshi.reader import actions as act
 from onshi.reader import events as ev
 from onshi.reader.results import ReaderResult
 from onshi.transport.base import TransportError
-
-if TYPE_CHECKING:
-    pass
 
 BackendReply = tuple[int, Any] | str | None
 """``(status, json_body)``; a string is a failure reason (``"timeout"``, ``"connection"``);

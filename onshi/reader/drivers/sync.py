@@ -13,10 +13,6 @@ from typing import TYPE_CHECKING
 from onshi.clock import Clock
 from onshi.reader import actions as act
 from onshi.reader import events as ev
-
-if TYPE_CHECKING:
-    from onshi.reader.machine import Reader
-    from onshi.transport.base import Transport
 from onshi.reader.drivers.common import (
     ActionExecutor,
     BackendCall,
@@ -25,6 +21,10 @@ from onshi.reader.drivers.common import (
     apdu_event,
     backend_event,
 )
+
+if TYPE_CHECKING:
+    from onshi.reader.machine import Reader
+    from onshi.transport.base import Transport
 
 
 class SyncDriver(ActionExecutor):
