@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from onshi.commands.card import _stop_on_sigterm, _wait
+from onshi.commands.params import stop_on_sigterm, wait_until_stopped
 
 
 @click.command()
@@ -40,7 +40,7 @@ def broker(readers: tuple[str, ...], host: str, duration: float | None, as_json:
     from onshi.mqtt.broker import Broker
 
     stop = threading.Event()
-    with _stop_on_sigterm(stop), Broker(readers, host=host) as running:
+    with stop_on_sigterm(stop), Broker(readers, host=host) as running:
         address = running.address
         accounts = {r: address.with_credentials(running.credentials(r)) for r in running.readers}
         harness = address.with_credentials(running.harness)
@@ -62,4 +62,4 @@ def broker(readers: tuple[str, ...], host: str, duration: float | None, as_json:
                 "run a reader: onshi reader agent --broker URL --id ID; stop with Ctrl-C",
                 err=True,
             )
-        _wait(stop, duration)
+        wait_until_stopped(stop, duration)

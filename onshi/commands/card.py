@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,8 @@ from onshi.commands.params import (
     SYSTEM_PCSCD_SOCKET,
     TODAY,
     load_profile_arg,
+    stop_on_sigterm,
+    wait_until_stopped,
     write_pcap,
 )
 from onshi.errors import OnshiError
@@ -156,7 +156,7 @@ def serve_card(
     emulated = Card.from_profile(profile)
     stop = threading.Event()
     with ExitStack() as stack:
-        stack.enter_context(_stop_on_sigterm(stop))
+        stack.enter_context(stop_on_sigterm(stop))
         if pcap is not None:
             stack.callback(write_pcap, trace, pcap, console)
         socket_path: Path | None
@@ -205,7 +205,7 @@ def serve_card(
         with Live(
             view, console=console, refresh_per_second=LIVE_REFRESH_PER_SECOND, transient=False
         ):
-            _wait(stop, duration)
+            wait_until_stopped(stop, duration)
         if not console.is_terminal:
             console.line()  # Live leaves its last frame without a newline when not on a tty
 
@@ -242,30 +242,3 @@ def _system_reader(slot: int) -> tuple[Path | None, str]:
         return None, fallback
     vpcd = [n for n in names if n.startswith("Virtual PCD") and n.endswith(f" {slot:02X}")]
     return socket_path, vpcd[0] if vpcd else fallback
-
-
-def _wait(stop: threading.Event, duration: float | None) -> None:
-    """Block until SIGTERM or the end of ``duration``; Ctrl-C raises KeyboardInterrupt."""
-    deadline = None if duration is None else time.monotonic() + duration
-    while not stop.is_set():
-        remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-        if remaining <= 0:
-            return
-        stop.wait(remaining)
-
-
-@contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """Turn SIGTERM into a clean stop (pcap written, pcscd stopped) while serving."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

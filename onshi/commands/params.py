@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,34 @@ def sigterm_unwinds() -> Iterator[None]:
 
     def handler(_signum: int, _frame: Any) -> None:
         raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_until_stopped(stop: threading.Event, duration: float | None) -> None:
+    """Block until SIGTERM or the end of ``duration``; Ctrl-C raises KeyboardInterrupt."""
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop.is_set():
+        remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        if remaining <= 0:
+            return
+        stop.wait(remaining)
+
+
+@contextmanager
+def stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """Turn SIGTERM into a clean stop (``stop`` set) while a command serves: what it started
+    (pcscd, a broker, a pcap) is then stopped in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        stop.set()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

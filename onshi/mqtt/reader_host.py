@@ -17,20 +17,16 @@ closed); one that answers an HTTP error is an answer like any other.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from onshi.errors import OnshiError
 from onshi.mqtt import codec, mapping
 from onshi.reader import Reader
 from onshi.reader import actions as act
 from onshi.reader import events as ev
+from onshi.reader.http import HttpBackend
 from onshi.reader.world import BackendCall, BackendReply
 
 if TYPE_CHECKING:
@@ -55,46 +51,10 @@ def profile_card(name: str) -> Card:
 
 
 def http_backend(url: str, facility_code: str | None, facility_secret: str | None) -> BackendCall:
-    """A `BackendCall` over HTTP (urllib): the facility credential on every request, the
-    action's own timeout, and a failure to connect or a timeout as a failure reason (the
-    reader then fails closed) rather than an exception."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OnshiError(
-            f"backend URL {url!r} is not http(s)://host:port", fix="pass --backend URL"
-        )
-    base = url.rstrip("/")
-    auth: dict[str, str] = {}
-    if facility_code and facility_secret:
-        auth = {"X-Facility-Code": facility_code, "Authorization": f"Bearer {facility_secret}"}
-
-    def call(action: act.CallBackend) -> BackendReply:
-        data = None if action.body is None else json.dumps(action.body).encode()
-        headers = {"Accept": "application/json", **auth, **action.headers}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(
-            base + action.path, data=data, method=action.method, headers=headers
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=action.timeout_s) as reply:
-                status, raw = reply.status, reply.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        except TimeoutError:
-            return "timeout"
-        except urllib.error.URLError as error:
-            timed_out = isinstance(error.reason, TimeoutError)
-            return "timeout" if timed_out else "connection"
-        except OSError:
-            return "connection"
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        return status, body
-
-    return call
+    """The reader's HTTP backend client (:class:`onshi.reader.http.HttpBackend`) with the
+    facility credential: a timeout or a failure to connect is a failure reason (the reader then
+    fails closed) rather than an exception."""
+    return HttpBackend(url, facility_code=facility_code, facility_secret=facility_secret)
 
 
 def backend_from_options(

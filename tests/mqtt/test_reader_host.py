@@ -10,8 +10,6 @@ import asyncio
 import dataclasses
 import itertools
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -51,7 +49,7 @@ from onshi.mqtt.reader_host import (
 )
 from onshi.profiles import load_profile
 from onshi.quickstart.run import BACKEND_APP, population_profile
-from onshi.reader.actions import CallBackend
+from onshi.reader.http import HttpBackend
 from onshi.reader.world import BackendReply
 from tests.mqtt.conftest import GUARD_S, connect
 
@@ -312,23 +310,11 @@ def test_backend_credentials_come_from_options_or_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The facility credential is sent as the backend expects it; options win over env."""
-    seen: list[dict[str, str]] = []
-
-    class Capture(urllib.request.BaseHandler):
-        handler_order = 1  # before urllib's own HTTPHandler: nothing leaves the process
-
-        def http_open(self, req: urllib.request.Request) -> Any:
-            seen.append(dict(req.header_items()))
-            raise urllib.error.URLError(ConnectionRefusedError())
-
-    opener = urllib.request.build_opener(Capture())
-    monkeypatch.setattr(urllib.request, "urlopen", opener.open)
     monkeypatch.setenv(ENV_FACILITY_CODE, "env-code")
     monkeypatch.setenv(ENV_FACILITY_SECRET, "env-secret")
-    call = CallBackend(request_id=1, method="POST", path="/v1/challenges", body={})
     for code, expected in ((None, "env-code"), ("opt-code", "opt-code")):
         backend = backend_from_options("http://127.0.0.1:9", code, None)
-        assert backend is not None and backend(call) == "connection"
-        assert seen[-1]["X-facility-code"] == expected
-        assert seen[-1]["Authorization"] == "Bearer env-secret"
+        assert isinstance(backend, HttpBackend)
+        assert backend.headers["X-Facility-Code"] == expected
+        assert backend.headers["Authorization"] == "Bearer env-secret"
     assert backend_from_options(None) is None
