@@ -164,3 +164,19 @@ def method_not_allowed(response: Response, methods: Iterable[str]) -> Response:
 @contextlib.asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
+
+
+def built_on_first_call(factory: Callable[[], Any]) -> Any:
+    """An ASGI app that calls ``factory()`` on its first request and serves through its result.
+
+    Why: the served stack holds SQLite connections, which belong to the thread that opened
+    them; a test client or embedding host serves from its own event-loop thread, so the stack
+    must be built there, as uvicorn builds it in each worker."""
+    built: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if not built:
+            built.append(factory())
+        await built[0](scope, receive, send)
+
+    return app

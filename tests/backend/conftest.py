@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from starlette.testclient import TestClient
 
 from onshi.backend.app import create_app
+from onshi.backend.asgi import built_on_first_call
 from onshi.backend.population import EdgeRates, card_certificate, populate
 from onshi.backend.store import Store
 from onshi.pki import JST, CardCredentials, TestPKI
@@ -102,22 +103,15 @@ def client(population: Population, pki: TestPKI, clock: FakeClock) -> Iterator[T
 @pytest.fixture
 def stacked_client(population: Population, pki: TestPKI, clock: FakeClock) -> Iterator[TestClient]:
     """The API inside the served stack (admin endpoint, outage mode, faults)."""
-    built: list[Any] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        # Built on first use, in the TestClient's event-loop thread: the admin layer's SQLite
-        # connection belongs to the thread that opened it, as it does under uvicorn.
-        if not built:
-            built.append(
-                create_app(
-                    db_path=population.path,
-                    pki=pki,
-                    clock=clock,
-                    admin_token=ADMIN_TOKEN,
-                    batch_worker=False,
-                )
-            )
-        await built[0](scope, receive, send)
+    app = built_on_first_call(
+        lambda: create_app(
+            db_path=population.path,
+            pki=pki,
+            clock=clock,
+            admin_token=ADMIN_TOKEN,
+            batch_worker=False,
+        )
+    )
 
     with TestClient(app, raise_server_exceptions=True) as c:
         yield c

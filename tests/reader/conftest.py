@@ -18,6 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from onshi.backend.app import create_app
+from onshi.backend.asgi import built_on_first_call
 from onshi.backend.population import EdgeRates, card_certificate, populate
 from onshi.backend.store import Store
 from onshi.card import Card
@@ -75,22 +76,15 @@ def clock() -> MockClock:
 @pytest.fixture
 def client(population: Population, pki: TestPKI, clock: MockClock) -> Iterator[TestClient]:
     """The served stack (admin endpoint, faults, outage mode) in process, on the mock clock."""
-    built: list[Any] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        # Built in the TestClient's event-loop thread (the admin layer's SQLite connection
-        # belongs to the thread that opened it, as under uvicorn).
-        if not built:
-            built.append(
-                create_app(
-                    db_path=population.path,
-                    pki=pki,
-                    clock=clock,
-                    admin_token=ADMIN_TOKEN,
-                    batch_worker=False,
-                )
-            )
-        await built[0](scope, receive, send)
+    app = built_on_first_call(
+        lambda: create_app(
+            db_path=population.path,
+            pki=pki,
+            clock=clock,
+            admin_token=ADMIN_TOKEN,
+            batch_worker=False,
+        )
+    )
 
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with TestClient(app, raise_server_exceptions=True) as c:
