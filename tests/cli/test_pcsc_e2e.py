@@ -25,6 +25,15 @@ from onshi.trace import ApduTrace, Direction
 pytestmark = pytest.mark.pcsc
 
 ONSHI = str(Path(sys.executable).with_name("onshi"))
+
+
+def as_in_a_terminal() -> None:
+    """Run in the child before exec: Ctrl-C at its default, as in a terminal. A suite started
+    as a background job of a non-interactive shell inherits SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler, so the Ctrl-C tests would test the launcher."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 TOKEN_PATH = ["00A4040C0AD392F000260100000001", "00A4020C020006", "00B0000020"]
 SOCKET_LINE = re.compile(r"^pcscd socket\s+(\S+)\s*$", re.MULTILINE)
 
@@ -227,6 +236,7 @@ def serve(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., tuple[S
             [ONSHI, "card", "serve", "--profile", "valid", "--pcscd", *extra],
             env=env,
             cwd=tmp_path,
+            preexec_fn=as_in_a_terminal,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -341,6 +351,7 @@ def test_quickstart_interrupted_stops_pcscd(
         [ONSHI, "quickstart", "--profile", "slow", "--json"],
         env=env,
         cwd=tmp_path,
+        preexec_fn=as_in_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
