@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_backend_http_bench import BenchRequest, card_request, run_wrk
+from test_backend_http_bench import BenchRequest, card_request, run_wrk, send_paced
 
 from onshi.backend.overload import Limits
 from onshi.backend.population import populate
@@ -179,15 +179,7 @@ async def _probe(host: str, port: int, req: BenchRequest, rate: float, seconds: 
                 writer.close()
 
     planned = int(rate * seconds)
-    start = clock() + 0.05
-    tasks = []
-    for i in range(planned):
-        intended = start + i / rate
-        delay = intended - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(intended)))
-    await asyncio.gather(*tasks)
+    await send_paced(rate, planned, one)
     xs = sorted(served)
 
     def pct(q: float) -> float:
